@@ -1,0 +1,3 @@
+from hyperspot.cli.main import main
+
+main()

@@ -1,0 +1,214 @@
+"""The ``hyperspot`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hyperspot import __version__
+from hyperspot.platform.config import flatten, mask_secrets
+from hyperspot.platform.errors import HyperspotError
+
+app = typer.Typer(
+    name="hyperspot",
+    help="HyperSpot: build, check and run modular multi-tenant services.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="HYPERSPOT_CONFIG",
+        help="YAML config file (defaults apply without one).",
+        dir_okay=False,
+    ),
+]
+
+out = Console()
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one line to stderr and return the exit to raise."""
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"hyperspot {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """HyperSpot: build, check and run modular multi-tenant services."""
+
+
+@app.command()
+def up(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (server.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (server.port).")] = None,
+    reload: Annotated[bool, typer.Option(help="Restart when the code changes.")] = False,
+) -> None:
+    """Start the server (embedded SQLite unless database.url says otherwise)."""
+    import os
+
+    from hyperspot.platform import server
+
+    # Command-line options are the strongest source: they become environment overrides.
+    if host is not None:
+        os.environ["HYPERSPOT_SERVER__HOST"] = host
+    if port is not None:
+        os.environ["HYPERSPOT_SERVER__PORT"] = str(port)
+    try:
+        if reload:
+            _serve_reloading(config)
+        else:
+            server.serve(config)
+    except HyperspotError as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
+
+
+def _serve_reloading(config: Path | None) -> None:
+    import os
+
+    import uvicorn
+
+    from hyperspot.platform.server import prepare
+
+    loaded, _ = prepare(config)  # fail fast, with the CLI's message, before the reloader starts
+    if config is not None:
+        os.environ["HYPERSPOT_CONFIG"] = str(config.resolve())
+    watched = [str(Path(__file__).resolve().parents[1]), *map(str, loaded.settings.modules_path)]
+    uvicorn.run(
+        "hyperspot.platform.server:app_from_environment",
+        factory=True,
+        host=loaded.settings.server.host,
+        port=loaded.settings.server.port,
+        reload=True,
+        reload_dirs=watched,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command()
+def modules(config: ConfigOption = None) -> None:
+    """List the modules: name, version, dependencies, capabilities and state."""
+    from hyperspot.platform.server import prepare
+
+    try:
+        _, runtime = prepare(config, quiet=True)
+    except HyperspotError as error:
+        raise fail(str(error)) from None
+    table = Table(title="HyperSpot modules")
+    for column in ("name", "version", "depends on", "capabilities", "state"):
+        table.add_column(column)
+    for record in runtime.records:
+        module = record.module
+        table.add_row(
+            module.name,
+            module.version,
+            ", ".join(module.depends_on) or "-",
+            ", ".join(sorted(module.capabilities)) or "-",
+            "disabled" if record.context is None else "enabled",
+        )
+    out.print(table)
+
+
+@app.command()
+def openapi(
+    config: ConfigOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the OpenAPI 3.1 document generated from the modules' operations."""
+    from hyperspot.platform.server import prepare
+
+    try:
+        _, runtime = prepare(config, quiet=True)
+        document = asyncio.run(_openapi_of(runtime))
+    except HyperspotError as error:
+        raise fail(str(error)) from None
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
+
+
+async def _openapi_of(runtime: Any) -> dict[str, Any]:
+    await runtime.boot(migrate=False)
+    try:
+        document: dict[str, Any] = runtime.openapi()
+    finally:
+        await runtime.stop()
+    return document
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the effective configuration, secrets masked, with each value's source."""
+    from hyperspot.platform.server import prepare
+
+    try:
+        loaded, runtime = prepare(config, quiet=True)
+    except HyperspotError as error:
+        raise fail(str(error)) from None
+    effective = loaded.settings.model_dump(mode="json")
+    effective["database"]["url"] = loaded.settings.database_url
+    # Module sections as the modules see them: validated, with their defaults filled in.
+    effective["modules"] = {
+        record.module.name: {
+            "enabled": record.context is not None,
+            **(record.context.config.model_dump(mode="json") if record.context else {}),
+        }
+        for record in sorted(runtime.records, key=lambda r: r.module.name)
+    }
+    rows = [
+        (".".join(map(str, path)), mask_secrets(str(path[-1]), value), str(loaded.source_of(path)))
+        for path, value in flatten(effective)
+    ]
+    if as_json:
+        sys.stdout.write(
+            json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2) + "\n"
+        )
+        return
+    table = Table(title="Effective configuration")
+    for column in ("key", "value", "source"):
+        table.add_column(column)
+    for key, value, source in rows:
+        table.add_row(key, json.dumps(value), source)
+    out.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,43 @@
+"""ClientHub: where modules publish their client implementations and find each other's.
+
+A module registers an implementation under the protocol type from its ``contract`` package; callers
+ask for that protocol and never learn where the implementation lives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar, cast
+
+from hyperspot.platform.errors import HyperspotError
+
+T = TypeVar("T")
+
+
+class ClientNotFoundError(HyperspotError):
+    """No module registered a client for the requested contract."""
+
+
+class ClientHub:
+    def __init__(self) -> None:
+        self._clients: dict[type[Any], tuple[str, object]] = {}
+
+    def register(self, contract: type[T], client: T, *, owner: str) -> None:
+        existing = self._clients.get(contract)
+        if existing is not None:
+            raise HyperspotError(
+                f"client for {contract.__qualname__} registered twice: "
+                f"by '{existing[0]}' and '{owner}'"
+            )
+        self._clients[contract] = (owner, client)
+
+    def get(self, contract: type[T]) -> T:
+        try:
+            return cast(T, self._clients[contract][1])
+        except KeyError:
+            raise ClientNotFoundError(
+                f"no client registered for {contract.__qualname__}: is the module that provides it "
+                "enabled and listed in depends_on?"
+            ) from None
+
+    def owners(self) -> dict[str, str]:
+        return {contract.__qualname__: owner for contract, (owner, _) in self._clients.items()}

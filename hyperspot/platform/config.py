@@ -1,0 +1,313 @@
+"""Configuration: one YAML file, overridden by ``HYPERSPOT_`` environment variables, validated once.
+
+Precedence is defaults < YAML file < environment. Every value remembers where it came from, so a
+validation error names the file and line (or the variable) and ``hyperspot config show`` can print
+each value's source.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hyperspot.platform.errors import ConfigError
+
+ENV_PREFIX = "HYPERSPOT_"
+ENV_NESTING = "__"
+# Variables with the prefix that are not configuration keys (read by the CLI or the test sandbox).
+ENV_NOT_CONFIG = ("HYPERSPOT_CONFIG", "HYPERSPOT_TEST_")
+
+_SECRET_KEY = re.compile(r"(password|secret|token|api_key|apikey|private_key)", re.IGNORECASE)
+MASK = "********"
+
+ConfigPath = tuple[str | int, ...]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorsSettings(_Strict):
+    allow_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty disables CORS, '*' any."
+    )
+    allow_credentials: bool = False
+    expose_headers: list[str] = Field(default_factory=lambda: ["X-Request-Id"])
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8087, ge=0, le=65535)
+    grace_period_s: float = Field(
+        default=10.0, ge=0, description="How long in-flight requests may run after SIGTERM."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+
+
+class DatabaseSettings(_Strict):
+    url: str | None = Field(
+        default=None, description="Database URL; empty means SQLite under data_dir."
+    )
+
+
+class LoggingSettings(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class PlatformSettings(_Strict):
+    data_dir: Path = Field(default=Path(".hyperspot"), description="Where local state is kept.")
+    modules_path: list[Path] = Field(
+        default_factory=list, description="Folders holding a project's own module packages."
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    # Each module's section is validated against that module's own config model once modules are
+    # discovered (see ``validate_module_sections``); here it is only required to be a mapping.
+    modules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.data_dir / 'hyperspot.db').resolve()}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a configuration value came from."""
+
+    kind: Literal["default", "file", "env"]
+    file: Path | None = None
+    line: int | None = None
+    variable: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "file":
+            return f"{self.file}:{self.line}"
+        if self.kind == "env":
+            return f"env {self.variable}"
+        return "default"
+
+
+DEFAULT_SOURCE = Source("default")
+
+
+@dataclass
+class LoadedConfig:
+    """Validated platform settings, the raw module sections and where every value came from."""
+
+    settings: PlatformSettings
+    sources: dict[ConfigPath, Source] = field(default_factory=dict)
+
+    def source_of(self, path: ConfigPath) -> Source:
+        # A value inherits the source of its nearest ancestor that was set explicitly.
+        for end in range(len(path), 0, -1):
+            found = self.sources.get(path[:end])
+            if found is not None:
+                return found
+        # A section only ever set through its children (by environment variables) has theirs.
+        return next(
+            (src for key, src in self.sources.items() if key[: len(path)] == path), DEFAULT_SOURCE
+        )
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read the YAML file (if any), apply environment overrides, validate the platform sections."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    sources: dict[ConfigPath, Source] = {}
+    if path is not None:
+        raw, sources = _read_yaml(path)
+    problems = _apply_env(raw, sources, environ)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        settings = PlatformSettings.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, (), sources)) from None
+    for name, section in settings.modules.items():
+        if not isinstance(section, dict):  # pragma: no cover - pydantic already enforces mappings
+            raise ConfigError([f"modules.{name}: expected a mapping"])
+    return LoadedConfig(settings=settings, sources=sources)
+
+
+def validate_section(
+    model: type[BaseModel], data: Mapping[str, Any], prefix: ConfigPath, loaded: LoadedConfig
+) -> BaseModel:
+    """Validate one module's section against its model, refusing keys the model does not declare."""
+    problems: list[str] = []
+    known = set(model.model_fields)
+    for key in data:
+        if key not in known:
+            problems.append(_unknown_key((*prefix, key), known, loaded.source_of((*prefix, key))))
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigError(_describe(error, prefix, loaded.sources)) from None
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[ConfigPath, Source]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([f"cannot read config file {path}: {error.strerror}"]) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+    finally:
+        loader.dispose()
+    if node is None or data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the config file must hold a mapping of sections"])
+    sources: dict[ConfigPath, Source] = {}
+    for key_path, line in _node_lines(node, ()):
+        sources[key_path] = Source("file", file=path, line=line)
+    return data, sources
+
+
+def _node_lines(node: yaml.Node, prefix: ConfigPath) -> Iterator[tuple[ConfigPath, int]]:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = (*prefix, str(key_node.value))
+            yield key_path, key_node.start_mark.line + 1
+            yield from _node_lines(value_node, key_path)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield (*prefix, index), item.start_mark.line + 1
+            yield from _node_lines(item, (*prefix, index))
+
+
+def _apply_env(
+    raw: dict[str, Any], sources: dict[ConfigPath, Source], environ: Mapping[str, str]
+) -> list[str]:
+    problems: list[str] = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable.startswith(ENV_NOT_CONFIG):
+            continue
+        parts = [part.lower() for part in variable[len(ENV_PREFIX) :].split(ENV_NESTING)]
+        if not all(parts):
+            problems.append(f"env {variable}: empty key segment (use '__' between keys)")
+            continue
+        value: Any = environ[variable]
+        # Lists and mappings are written as JSON; scalars are coerced by the schema.
+        if isinstance(value, str) and value.strip().startswith(("[", "{")):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                problems.append(f"env {variable}: invalid JSON value: {error.msg}")
+                continue
+        target = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = target.get(part)
+            if not isinstance(child, dict):
+                if child is not None:
+                    where = ".".join(parts[: depth + 1])
+                    problems.append(f"env {variable}: {where} is not a section")
+                    break
+                child = target[part] = {}
+            target = child
+        else:
+            target[parts[-1]] = value
+            sources[tuple(parts)] = Source("env", variable=variable)
+    return problems
+
+
+def _describe(
+    error: ValidationError, prefix: ConfigPath, sources: Mapping[ConfigPath, Source]
+) -> list[str]:
+    loaded = LoadedConfig(settings=PlatformSettings(), sources=dict(sources))
+    problems = []
+    for item in error.errors(include_url=False):
+        path: ConfigPath = prefix + tuple(item["loc"])
+        source = loaded.source_of(path)
+        if item["type"] == "extra_forbidden":
+            parent = _model_fields_at(path[:-1])
+            problems.append(_unknown_key(path, parent, source))
+            continue
+        dotted = _dotted(path)
+        if item["type"] == "missing":
+            problems.append(f"{dotted}: required value is missing ({_where_to_set(path)})")
+            continue
+        problems.append(f"{dotted}: {item['msg']}, got {item['input']!r} (from {source})")
+    return problems
+
+
+def _unknown_key(path: ConfigPath, known: set[str], source: Source) -> str:
+    key = str(path[-1])
+    hint = difflib.get_close_matches(key, sorted(known), n=1)
+    suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+    return f"{_dotted(path)}: unknown key (from {source}){suggestion}"
+
+
+def _model_fields_at(path: ConfigPath) -> set[str]:
+    model: type[BaseModel] = PlatformSettings
+    for part in path:
+        annotation = model.model_fields.get(str(part))
+        sub = annotation.annotation if annotation is not None else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return set()
+        model = sub
+    return set(model.model_fields)
+
+
+def _where_to_set(path: ConfigPath) -> str:
+    return f"set it in the config file or in {env_variable_for(path)}"
+
+
+def _dotted(path: ConfigPath) -> str:
+    return ".".join(str(part) for part in path)
+
+
+def env_variable_for(path: ConfigPath) -> str:
+    """The environment variable that overrides the value at ``path``."""
+    return ENV_PREFIX + ENV_NESTING.join(str(part).upper() for part in path)
+
+
+def mask_secrets(key: str, value: Any) -> Any:
+    """Hide secret values and the password part of URLs before they are shown to anyone."""
+    if value is None:
+        return None
+    if _SECRET_KEY.search(key):
+        return MASK
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    return value
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:{MASK}@{parts.hostname}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def flatten(value: Any, prefix: ConfigPath = ()) -> Iterator[tuple[ConfigPath, Any]]:
+    """Yield (path, leaf value) pairs of a JSON-like structure, in key order."""
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from flatten(item, (*prefix, key))
+    else:
+        yield prefix, value

@@ -1,0 +1,240 @@
+"""The Falcon ASGI application built from the registered operations."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import falcon
+import falcon.asgi
+from pydantic import BaseModel, ValidationError
+
+from hyperspot.platform.config import ServerSettings
+from hyperspot.platform.gateway.docs import DocsAssetResource, DocsPageResource
+from hyperspot.platform.gateway.operations import Call, Operation, Reply
+from hyperspot.platform.gateway.problems import (
+    PROBLEM_MEDIA_TYPE,
+    FieldError,
+    Problem,
+    problem_document,
+)
+from hyperspot.platform.logs import request_id_var
+
+logger = logging.getLogger("hyperspot.gateway")
+access_logger = logging.getLogger("hyperspot.access")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+JSON_MEDIA = "application/json"
+
+AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
+
+# Answers whether a request carries a credential granting ``permission``. The kernel ships no
+# identity provider, so by default nothing is granted and protected operations answer 401.
+Authorizer = Callable[[falcon.asgi.Request, str], Awaitable[bool]]
+
+
+async def deny_all(request: falcon.asgi.Request, permission: str) -> bool:
+    return False
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (the caller's when valid) and logs one access line per request."""
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        offered = req.get_header(REQUEST_ID_HEADER)
+        request_id = offered if offered and _VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        req.context.request_id = request_id
+        req.context.started = time.perf_counter()
+        request_id_var.set(request_id)
+        resp.set_header(REQUEST_ID_HEADER, request_id)
+
+    async def process_response(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: object,
+        req_succeeded: bool,
+    ) -> None:
+        elapsed_ms = (time.perf_counter() - req.context.started) * 1000
+        access_logger.info(
+            "%s %s %s %.1fms",
+            req.method,
+            req.relative_uri,
+            resp.status_code,
+            elapsed_ms,
+            extra={"status": resp.status_code, "duration_ms": round(elapsed_ms, 2)},
+        )
+
+
+def _serialize_problem(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, error: falcon.HTTPError
+) -> None:
+    request_id = getattr(req.context, "request_id", "")
+    resp.content_type = PROBLEM_MEDIA_TYPE
+    resp.text = json.dumps(problem_document(error, req.path, request_id))
+
+
+async def _unhandled(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: Any
+) -> None:
+    # The traceback goes to the log (with the request id), never to the client.
+    logger.error("unhandled error in %s %s", req.method, req.path, exc_info=error)
+    resp.status = 500
+    _serialize_problem(req, resp, Problem(500, "The server could not complete the request."))
+
+
+class _Route:
+    """One path; Falcon finds its ``on_<method>`` responders by attribute."""
+
+
+def _location(where: str, loc: Sequence[str | int]) -> str:
+    return ".".join([where, *(str(part) for part in loc)])
+
+
+def _validated(
+    model: type[BaseModel] | None, data: Any, where: str, *, from_json: bool = False
+) -> BaseModel | None:
+    if model is None:
+        return None
+    try:
+        if from_json:
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+    except ValidationError as error:
+        issues = error.errors(include_url=False)
+        if from_json and any(issue["type"] == "json_invalid" for issue in issues):
+            raise Problem(400, f"the request body is not valid JSON: {issues[0]['msg']}") from None
+        fields = [
+            FieldError(field=_location(where, issue["loc"]), message=issue["msg"])
+            for issue in issues
+        ]
+        names = ", ".join(f.field for f in fields)
+        raise Problem(
+            400, f"invalid input: {names}", kind="validation-error", errors=fields
+        ) from None
+
+
+def _query_dict(req: falcon.asgi.Request, model: type[BaseModel] | None) -> dict[str, Any]:
+    if model is None:
+        return {}
+    known = set(model.model_fields)
+    unknown = sorted(set(req.params) - known)
+    if unknown:
+        raise Problem(
+            400,
+            f"unknown query parameter(s): {', '.join(unknown)}",
+            kind="validation-error",
+            errors=[FieldError(field=f"query.{n}", message="unknown parameter") for n in unknown],
+        )
+    values: dict[str, Any] = {}
+    for name, value in req.params.items():
+        # Repeated parameters arrive as lists; a scalar field takes the last one.
+        annotation = str(model.model_fields[name].annotation)
+        values[name] = value if "list" in annotation or not isinstance(value, list) else value[-1]
+    return values
+
+
+class Gateway:
+    def __init__(self, settings: ServerSettings, authorize: Authorizer = deny_all) -> None:
+        self.settings = settings
+        self.authorize = authorize
+
+    def build(self, operations: Sequence[Operation], openapi: dict[str, Any]) -> AsgiApp:
+        middleware: list[Any] = [RequestIdMiddleware()]
+        cors = self.settings.cors
+        if cors.allow_origins:
+            middleware.append(
+                falcon.CORSMiddleware(
+                    allow_origins="*" if "*" in cors.allow_origins else cors.allow_origins,
+                    expose_headers=cors.expose_headers,
+                    allow_credentials=cors.allow_origins if cors.allow_credentials else None,
+                )
+            )
+        app: AsgiApp = falcon.asgi.App(middleware=middleware)
+        app.set_error_serializer(_serialize_problem)
+        app.add_error_handler(Exception, _unhandled)
+        routes: dict[str, _Route] = defaultdict(_Route)
+        for op in operations:
+            setattr(routes[op.path], f"on_{op.method.lower()}", self._responder(op))
+        for path, route in routes.items():
+            app.add_route(path, route)
+        openapi_bytes = json.dumps(openapi, indent=2).encode()
+        app.add_route("/openapi.json", _StaticJson(openapi_bytes))
+        app.add_route("/docs", DocsPageResource())
+        app.add_route("/docs/assets/{name}", DocsAssetResource())
+        return app
+
+    def _responder(
+        self, op: Operation
+    ) -> Callable[[falcon.asgi.Request, falcon.asgi.Response], Awaitable[None]]:
+        max_body = self.settings.max_body_bytes
+        authorize = self.authorize
+
+        async def respond(
+            req: falcon.asgi.Request, resp: falcon.asgi.Response, **params: str
+        ) -> None:
+            if not (req.client_accepts_json or req.client_accepts(PROBLEM_MEDIA_TYPE)):
+                raise Problem(406, f"this operation answers {JSON_MEDIA}; check the Accept header")
+            if not op.access.is_public and not await authorize(req, op.access.permission or ""):
+                raise Problem(
+                    401,
+                    f"this operation requires the permission '{op.access.permission}'",
+                    headers={"WWW-Authenticate": 'Bearer realm="hyperspot"'},
+                )
+            path = _validated(op.path_model, params, "path")
+            query = _validated(op.query_model, _query_dict(req, op.query_model), "query")
+            body = None
+            if op.body_model is not None:
+                body = _validated(
+                    op.body_model, await _read_body(req, max_body), "body", from_json=True
+                )
+            result = await op.handler(Call(req, req.context.request_id, query, path, body))
+            _write(op, resp, result)
+
+        return respond
+
+
+async def _read_body(req: falcon.asgi.Request, max_body: int) -> bytes:
+    if req.content_length is not None and req.content_length > max_body:
+        raise Problem(413, f"the request body exceeds {max_body} bytes")
+    media = (req.content_type or "").split(";")[0].strip().lower()
+    if media != JSON_MEDIA:
+        raise Problem(415, f"send the request body as {JSON_MEDIA}")
+    raw = await req.bounded_stream.read(max_body + 1)
+    if len(raw) > max_body:
+        raise Problem(413, f"the request body exceeds {max_body} bytes")
+    return raw
+
+
+def _write(op: Operation, resp: falcon.asgi.Response, result: BaseModel | Reply | None) -> None:
+    reply = result if isinstance(result, Reply) else Reply(op.success.status, result)
+    spec = op.response_for(reply.status)
+    if spec is None:
+        raise RuntimeError(f"{op.operation_id} answered undeclared status {reply.status}")
+    if spec.model is not None and not isinstance(reply.body, spec.model):
+        raise RuntimeError(
+            f"{op.operation_id} answered {type(reply.body).__name__} for status {reply.status}, "
+            f"declared {spec.model.__name__}"
+        )
+    resp.status = reply.status
+    for name, value in reply.headers.items():
+        resp.set_header(name, value)
+    if reply.body is not None:
+        resp.content_type = JSON_MEDIA
+        resp.data = reply.body.model_dump_json(by_alias=True).encode()
+
+
+class _StaticJson:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = JSON_MEDIA
+        resp.data = self.body

@@ -1,0 +1,298 @@
+"""REST operations: one declaration drives routing, validation, access and the OpenAPI document.
+
+A module receives a ``RestApi`` in its ``register_rest`` hook and declares each operation with the
+fluent builder it returns::
+
+    (api.operation("GET", "/hello/v1/greetings/{greeting_id}", "hello.get_greeting")
+        .summary("Read one greeting")
+        .path_params(GreetingPath)
+        .response(200, Greeting)
+        .error(404, "No greeting with that id")
+        .public()
+        .handler(get_greeting))
+
+Every builder is checked when the gateway is built: an operation without a handler, without a
+response, or without an explicit access decision stops start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import TypeVar
+
+import falcon.asgi
+from pydantic import BaseModel
+
+from hyperspot.platform.errors import OperationError
+
+M = TypeVar("M", bound=BaseModel)
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+OPERATION_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+PATH_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+PATH = re.compile(r"^(/[a-z0-9._~-]+|/\{[a-z_][a-z0-9_]*\})+$|^/$")
+PERMISSION = re.compile(r"^[a-z][a-z0-9_-]*:[a-z][a-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A handler's answer when the status or headers differ from the first declared response."""
+
+    status: int
+    body: BaseModel | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Call:
+    """What a handler receives: the validated inputs and the request's identity."""
+
+    def __init__(
+        self,
+        request: falcon.asgi.Request,
+        request_id: str,
+        query: BaseModel | None,
+        path: BaseModel | None,
+        body: BaseModel | None,
+    ) -> None:
+        self.request = request
+        self.request_id = request_id
+        self._inputs: dict[str, BaseModel | None] = {"query": query, "path": path, "body": body}
+
+    def query(self, model: type[M]) -> M:
+        return self._input("query", model)
+
+    def path(self, model: type[M]) -> M:
+        return self._input("path", model)
+
+    def body(self, model: type[M]) -> M:
+        return self._input("body", model)
+
+    def _input(self, where: str, model: type[M]) -> M:
+        value = self._inputs[where]
+        if not isinstance(value, model):
+            raise TypeError(f"this operation declares no {where} of type {model.__qualname__}")
+        return value
+
+
+Handler = Callable[[Call], Awaitable[BaseModel | Reply | None]]
+
+
+@dataclass(frozen=True)
+class ResponseSpec:
+    status: int
+    model: type[BaseModel] | None
+    description: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """The access decision of an operation: public, or a required permission."""
+
+    permission: str | None
+
+    @property
+    def is_public(self) -> bool:
+        return self.permission is None
+
+
+@dataclass(frozen=True)
+class Operation:
+    module: str
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    description: str
+    tags: tuple[str, ...]
+    query_model: type[BaseModel] | None
+    path_model: type[BaseModel] | None
+    body_model: type[BaseModel] | None
+    responses: tuple[ResponseSpec, ...]
+    errors: dict[int, str]
+    access: Access
+    rate_limit: str | None
+    handler: Handler
+
+    @property
+    def success(self) -> ResponseSpec:
+        return self.responses[0]
+
+    def response_for(self, status: int) -> ResponseSpec | None:
+        return next((spec for spec in self.responses if spec.status == status), None)
+
+
+class OperationBuilder:
+    def __init__(self, module: str, method: str, path: str, operation_id: str) -> None:
+        self._module = module
+        self._method = method.upper()
+        self._path = path
+        self._operation_id = operation_id
+        self._summary = ""
+        self._description = ""
+        self._tags: tuple[str, ...] = (module,)
+        self._query: type[BaseModel] | None = None
+        self._path_model: type[BaseModel] | None = None
+        self._body: type[BaseModel] | None = None
+        self._responses: list[ResponseSpec] = []
+        self._errors: dict[int, str] = {}
+        self._access: Access | None = None
+        self._rate_limit: str | None = None
+        self._handler: Handler | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self._method} {self._path} ({self._operation_id}, module '{self._module}')"
+
+    def summary(self, text: str) -> OperationBuilder:
+        self._summary = text
+        return self
+
+    def description(self, text: str) -> OperationBuilder:
+        self._description = text
+        return self
+
+    def tags(self, *tags: str) -> OperationBuilder:
+        self._tags = tags
+        return self
+
+    def query(self, model: type[BaseModel]) -> OperationBuilder:
+        self._query = model
+        return self
+
+    def path_params(self, model: type[BaseModel]) -> OperationBuilder:
+        self._path_model = model
+        return self
+
+    def body(self, model: type[BaseModel]) -> OperationBuilder:
+        self._body = model
+        return self
+
+    def response(
+        self, status: int, model: type[BaseModel] | None = None, description: str = ""
+    ) -> OperationBuilder:
+        if not 200 <= status < 600:
+            raise OperationError(f"{self.name}: {status} is not an HTTP status")
+        self._responses.append(
+            ResponseSpec(status, model, description or HTTPStatus(status).phrase)
+        )
+        return self
+
+    def error(self, status: int, description: str) -> OperationBuilder:
+        if not 400 <= status < 600:
+            raise OperationError(f"{self.name}: error() takes 4xx and 5xx statuses")
+        self._errors[status] = description
+        return self
+
+    def public(self) -> OperationBuilder:
+        return self._decide(Access(permission=None))
+
+    def require(self, permission: str) -> OperationBuilder:
+        if not PERMISSION.match(permission):
+            raise OperationError(
+                f"{self.name}: permission {permission!r} must look like 'resource:action'"
+            )
+        return self._decide(Access(permission=permission))
+
+    def rate_limit(self, limit_class: str) -> OperationBuilder:
+        self._rate_limit = limit_class
+        return self
+
+    def handler(self, handler: Handler) -> Handler:
+        """Set the handler; returns it unchanged so that this also works as a decorator."""
+        self._handler = handler
+        return handler
+
+    def _decide(self, access: Access) -> OperationBuilder:
+        if self._access is not None:
+            raise OperationError(f"{self.name}: access was already decided")
+        self._access = access
+        return self
+
+    def build(self) -> Operation:
+        problems = []
+        if self._method not in METHODS:
+            problems.append(f"method must be one of {', '.join(METHODS)}")
+        if not PATH.match(self._path):
+            problems.append("path must be lower-case segments or {param} segments, from '/'")
+        if not OPERATION_ID.match(self._operation_id):
+            problems.append("operation id must be dotted lower-case words, e.g. 'notes.get_note'")
+        if self._handler is None:
+            problems.append("no handler")
+        if not self._responses:
+            problems.append("no response declared")
+        elif not 200 <= self._responses[0].status < 300:
+            problems.append("the first declared response must be the 2xx success")
+        if self._access is None:
+            problems.append("no access decision: call public() or require('resource:action')")
+        if self._body is not None and self._method in ("GET", "DELETE"):
+            problems.append(f"{self._method} operations take no body")
+        problems.extend(self._path_problems())
+        if problems:
+            raise OperationError(f"operation {self.name}: " + "; ".join(problems))
+        assert self._handler is not None and self._access is not None
+        return Operation(
+            module=self._module,
+            method=self._method,
+            path=self._path,
+            operation_id=self._operation_id,
+            summary=self._summary,
+            description=self._description,
+            tags=self._tags,
+            query_model=self._query,
+            path_model=self._path_model,
+            body_model=self._body,
+            responses=tuple(self._responses),
+            errors=dict(self._errors),
+            access=self._access,
+            rate_limit=self._rate_limit,
+            handler=self._handler,
+        )
+
+    def _path_problems(self) -> list[str]:
+        in_path = set(PATH_PARAM.findall(self._path))
+        declared = set(self._path_model.model_fields) if self._path_model is not None else set()
+        if in_path == declared:
+            return []
+        return [
+            f"path parameters {sorted(in_path)} do not match the path_params model "
+            f"fields {sorted(declared)}"
+        ]
+
+
+class RestApi:
+    """Collects one module's operations; handed to its ``register_rest`` hook."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.builders: list[OperationBuilder] = []
+
+    def operation(self, method: str, path: str, operation_id: str) -> OperationBuilder:
+        builder = OperationBuilder(self.module, method, path, operation_id)
+        self.builders.append(builder)
+        return builder
+
+    def build(self) -> list[Operation]:
+        return [builder.build() for builder in self.builders]
+
+
+def check_unique(operations: list[Operation]) -> None:
+    """Refuse two operations on one method and path, or two with one operation id."""
+    routes: dict[tuple[str, str], Operation] = {}
+    ids: dict[str, Operation] = {}
+    for op in operations:
+        normalized = PATH_PARAM.sub("{}", op.path)
+        other = routes.setdefault((op.method, normalized), op)
+        if other is not op:
+            raise OperationError(
+                f"duplicate route {op.method} {op.path}: declared by '{other.operation_id}' "
+                f"(module '{other.module}') and '{op.operation_id}' (module '{op.module}')"
+            )
+        other = ids.setdefault(op.operation_id, op)
+        if other is not op:
+            raise OperationError(
+                f"duplicate operation id '{op.operation_id}': modules '{other.module}' "
+                f"and '{op.module}'"
+            )

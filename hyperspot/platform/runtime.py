@@ -1,0 +1,282 @@
+"""The runtime: drives every module through its lifecycle and answers health.
+
+Order: init (all) -> migrate (all) -> register REST (all) -> start (all) -> ready, each phase in
+dependency order. ``stop`` runs in reverse order for every module whose init completed, so a failure
+at any phase leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from hyperspot import __version__
+from hyperspot.platform.clients import ClientHub
+from hyperspot.platform.config import LoadedConfig, validate_section
+from hyperspot.platform.errors import ConfigError, StartupError
+from hyperspot.platform.gateway.app import AsgiApp, Gateway
+from hyperspot.platform.gateway.openapi import build_openapi
+from hyperspot.platform.gateway.operations import Call, Operation, Reply, RestApi, check_unique
+from hyperspot.platform.module import HealthCheck, Module, ModuleContext, call_hook
+from hyperspot.platform.registry import discover, resolve
+
+logger = logging.getLogger("hyperspot.runtime")
+
+PLATFORM = "platform"
+
+
+class ModuleState(StrEnum):
+    DISABLED = "disabled"
+    LOADED = "loaded"
+    INITIALIZED = "initialized"
+    MIGRATED = "migrated"
+    REGISTERED = "registered"
+    STARTED = "started"
+    READY = "ready"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass
+class ModuleRecord:
+    module: Module[Any]
+    context: ModuleContext[Any] | None
+    state: ModuleState
+    error: str | None = None
+
+
+class ModuleHealth(BaseModel):
+    name: str
+    version: str
+    state: str
+    healthy: bool
+    detail: str = ""
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "degraded", "starting", "stopping"]
+    version: str
+    uptime_s: float
+    modules: list[ModuleHealth]
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"]
+
+
+def load_modules(loaded: LoadedConfig) -> list[Module[Any]]:
+    """Discover every module and refuse config sections naming a module that is not installed."""
+    discovered = [item.module for item in discover(loaded.settings.modules_path)]
+    names = {module.name for module in discovered}
+    unknown = sorted(set(loaded.settings.modules) - names)
+    if unknown:
+        known = ", ".join(sorted(names)) or "none"
+        raise ConfigError(
+            [
+                f"modules.{name}: no such module (from {loaded.source_of(('modules', name))}; "
+                f"installed: {known})"
+                for name in unknown
+            ]
+        )
+    return discovered
+
+
+class Runtime:
+    def __init__(self, loaded: LoadedConfig, modules: Sequence[Module[Any]]) -> None:
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.clients = ClientHub()
+        self.started_at = time.monotonic()
+        self.stopping = False
+        self.operations: list[Operation] = []
+        disabled = set()
+        configs: dict[str, BaseModel] = {}
+        for module in modules:
+            section = dict(self.settings.modules.get(module.name, {}))
+            enabled = section.pop("enabled", True)
+            if not isinstance(enabled, bool):
+                where = loaded.source_of(("modules", module.name, "enabled"))
+                raise ConfigError(
+                    [f"modules.{module.name}.enabled: expected true or false (from {where})"]
+                )
+            if not enabled:
+                disabled.add(module.name)
+                continue
+            # Every module's config is validated before any module runs.
+            configs[module.name] = validate_section(
+                module.config_model, section, ("modules", module.name), loaded
+            )
+        ordered = resolve(modules, disabled)
+        self.records: list[ModuleRecord] = [
+            ModuleRecord(
+                module,
+                ModuleContext(module, configs[module.name], self.clients, self.settings),
+                ModuleState.LOADED,
+            )
+            for module in ordered
+        ]
+        self.records.extend(
+            ModuleRecord(m, None, ModuleState.DISABLED)
+            for m in sorted(modules, key=lambda m: m.name)
+            if m.name in disabled
+        )
+
+    @property
+    def active(self) -> list[ModuleRecord]:
+        return [r for r in self.records if r.context is not None]
+
+    async def boot(self, *, migrate: bool = True) -> list[Operation]:
+        """init, migrate and register every module; returns all operations (platform's included)."""
+        try:
+            await self._phase("init", ModuleState.INITIALIZED)
+            if migrate:
+                await self._phase("migrate", ModuleState.MIGRATED)
+            operations = list(self._platform_operations())
+            for record in self.active:
+                api = RestApi(record.module.name)
+                if record.module.register_rest is not None:
+                    assert record.context is not None
+                    record.module.register_rest(record.context, api)
+                operations.extend(api.build())
+                record.state = ModuleState.REGISTERED
+            check_unique(operations)
+        except BaseException:
+            await self.stop()
+            raise
+        self.operations = operations
+        return operations
+
+    def openapi(self) -> dict[str, Any]:
+        return build_openapi(self.operations, title="HyperSpot API", version=__version__)
+
+    def build_app(self) -> AsgiApp:
+        return Gateway(self.settings.server).build(self.operations, self.openapi())
+
+    async def start(self) -> None:
+        try:
+            await self._phase("start", ModuleState.STARTED)
+        except BaseException:
+            await self.stop()
+            raise
+        for record in self.active:
+            record.state = ModuleState.READY
+        logger.info("ready: %s", ", ".join(r.module.name for r in self.active) or "no modules")
+
+    async def stop(self) -> None:
+        """Stop, in reverse order, every module whose init completed; never raises."""
+        self.stopping = True
+        for record in reversed(self.active):
+            if record.state in (ModuleState.LOADED, ModuleState.STOPPED, ModuleState.FAILED):
+                continue
+            record.state = ModuleState.STOPPING
+            context = record.context
+            assert context is not None
+            try:
+                if record.module.stop is not None:
+                    await call_hook(record.module.stop, context)
+            except Exception as error:
+                logger.error("module '%s' failed to stop: %s", record.module.name, error)
+            for task in context.tasks:
+                task.cancel()
+            if context.tasks:
+                await asyncio.gather(*context.tasks, return_exceptions=True)
+            record.state = ModuleState.STOPPED
+            logger.info("stopped module '%s'", record.module.name)
+
+    async def _phase(self, hook_name: str, reached: ModuleState) -> None:
+        for record in self.active:
+            hook = getattr(record.module, hook_name)
+            try:
+                if hook is not None:
+                    await call_hook(hook, record.context)
+            except Exception as error:
+                if hook_name == "init":
+                    # A module whose init failed holds nothing to stop.
+                    record.state = ModuleState.FAILED
+                record.error = f"{hook_name} failed: {error}"
+                # The traceback is for module developers: shown only at DEBUG level.
+                logger.error(
+                    "module '%s' %s",
+                    record.module.name,
+                    record.error,
+                    exc_info=error if logger.isEnabledFor(logging.DEBUG) else None,
+                )
+                raise StartupError(
+                    f"module '{record.module.name}' failed during {hook_name}: {error}"
+                ) from error
+            record.state = reached
+            logger.info("module '%s' %s", record.module.name, reached.value)
+
+    async def readiness(self) -> Readiness:
+        modules = []
+        for record in self.records:
+            modules.append(await self._module_health(record))
+        if self.stopping:
+            status: Literal["ok", "degraded", "starting", "stopping"] = "stopping"
+        elif any(r.state not in (ModuleState.READY, ModuleState.DISABLED) for r in self.records):
+            status = "starting"
+        elif all(m.healthy for m in modules):
+            status = "ok"
+        else:
+            status = "degraded"
+        return Readiness(
+            status=status,
+            version=__version__,
+            uptime_s=round(time.monotonic() - self.started_at, 3),
+            modules=modules,
+        )
+
+    async def _module_health(self, record: ModuleRecord) -> ModuleHealth:
+        module, context = record.module, record.context
+        check = HealthCheck(healthy=record.error is None, detail=record.error or "")
+        if context is not None and context.task_failure is not None:
+            check = HealthCheck(False, context.task_failure)
+        elif (
+            context is not None and module.health is not None and record.state == ModuleState.READY
+        ):
+            try:
+                check = await asyncio.wait_for(call_hook(module.health, context), timeout=5)
+            except Exception as error:
+                check = HealthCheck(False, f"health check failed: {error!r}")
+        return ModuleHealth(
+            name=module.name,
+            version=module.version,
+            state=record.state.value,
+            healthy=check.healthy,
+            detail=check.detail,
+        )
+
+    def _platform_operations(self) -> list[Operation]:
+        api = RestApi(PLATFORM)
+
+        async def liveness(call: Call) -> Liveness:
+            return Liveness(status="alive")
+
+        async def readiness(call: Call) -> Reply:
+            report = await self.readiness()
+            return Reply(200 if report.status == "ok" else 503, report)
+
+        (
+            api.operation("GET", "/healthz", "platform.liveness")
+            .summary("Liveness: the process answers (no I/O)")
+            .response(200, Liveness)
+            .public()
+            .handler(liveness)
+        )
+        (
+            api.operation("GET", "/health", "platform.readiness")
+            .summary("Readiness: every module's state and health")
+            .response(200, Readiness, "Every module is ready and healthy")
+            .response(503, Readiness, "Starting, stopping, or a module is unhealthy")
+            .public()
+            .handler(readiness)
+        )
+        return api.build()

@@ -1,0 +1,156 @@
+"""Serving: the ASGI application with the module lifecycle bound to the server's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from hyperspot.platform.config import LoadedConfig, load_config, mask_url
+from hyperspot.platform.errors import HyperspotError
+from hyperspot.platform.gateway.app import AsgiApp
+from hyperspot.platform.logs import configure_logging
+from hyperspot.platform.runtime import Runtime, load_modules
+
+logger = logging.getLogger("hyperspot.server")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class HyperspotApp:
+    """ASGI entry point: boots and starts the modules at lifespan start-up, stops them after."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.gateway: AsgiApp | None = None
+        self.startup_error: BaseException | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif self.gateway is not None:
+            await self.gateway(scope, receive, send)
+        else:  # pragma: no cover - servers do not route requests before lifespan start-up completes
+            raise RuntimeError("request before start-up completed")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.boot()
+                    self.gateway = self.runtime.build_app()
+                    await self.runtime.start()
+                except (HyperspotError, Exception) as error:
+                    self.startup_error = error
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def prepare(config_path: Path | None, *, quiet: bool = False) -> tuple[LoadedConfig, Runtime]:
+    """Load and validate configuration and modules: everything that can fail before serving.
+
+    ``quiet`` keeps informational logs out of commands that only inspect (openapi, modules).
+    """
+    loaded = load_config(config_path)
+    logging_settings = loaded.settings.logging
+    if quiet:
+        logging_settings = logging_settings.model_copy(update={"level": "WARNING"})
+    configure_logging(logging_settings)
+    modules = load_modules(loaded)
+    return loaded, Runtime(loaded, modules)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise HyperspotError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn re-raises a caught SIGTERM/SIGINT after its graceful shutdown, which would end the
+    process by signal (and SIGINT with a traceback). Here a graceful stop is a normal exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def serve(config_path: Path | None) -> None:
+    """Run the server until SIGINT/SIGTERM; in-flight requests get the configured grace period."""
+    loaded, runtime = prepare(config_path)
+    server_settings = loaded.settings.server
+    sock = bind(server_settings.host, server_settings.port)
+    app = HyperspotApp(runtime)
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(int(server_settings.grace_period_s), 1),
+    )
+    server = _Server(config)
+    host, port = sock.getsockname()[:2]
+    logger.info(
+        "HyperSpot listening on http://%s:%s (database %s)",
+        host,
+        port,
+        _masked_database(loaded),
+    )
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    except SystemExit:
+        # Uvicorn exits the process when lifespan start-up fails; the CLI should say why instead.
+        if app.startup_error is None:
+            raise
+    if app.startup_error is not None:
+        error = app.startup_error
+        if isinstance(error, HyperspotError):
+            raise error
+        raise HyperspotError(f"start-up failed: {error}") from error
+
+
+def app_from_environment() -> HyperspotApp:
+    """Factory for ``--reload``: the reloader re-imports this in a fresh process each time."""
+    config = os.environ.get("HYPERSPOT_CONFIG")
+    _, runtime = prepare(Path(config) if config else None)
+    return HyperspotApp(runtime)
+
+
+def _masked_database(loaded: LoadedConfig) -> str:
+    return mask_url(loaded.settings.database_url)

@@ -1,0 +1,155 @@
+"""Shared fixtures: a real ``hyperspot up`` in a subprocess on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LIFECYCLE_MODULES = FIXTURES / "lifecycle"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The parent's environment without HYPERSPOT_ settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERSPOT_")}
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hyperspot", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(env),
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+
+@dataclass
+class Launcher:
+    tmp_path: Path
+    servers: list[Server] = field(default_factory=list)
+
+    def config(self, extra: dict[str, Any] | None = None) -> tuple[Path, int]:
+        port = free_port()
+        base = {"server": {"port": port}, "data_dir": str(self.tmp_path / "data")}
+        path = self.tmp_path / f"config-{port}.yaml"
+        path.write_text(yaml.safe_dump(merge(base, extra or {})), encoding="utf-8")
+        return path, port
+
+    def spawn(
+        self, extra: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path, int]:
+        config_path, port = self.config(extra)
+        log_path = self.tmp_path / f"server-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "hyperspot", "up", "--config", str(config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_env(env),
+                cwd=self.tmp_path,
+            )
+        return process, log_path, port
+
+    def start(
+        self, extra: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> Server:
+        process, log_path, port = self.spawn(extra, env)
+        server = Server(f"http://127.0.0.1:{port}", process, log_path)
+        self.servers.append(server)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"server did not come up:\n{server.log()}")
+
+    def close(self) -> None:
+        for server in self.servers:
+            if server.process.poll() is None:
+                server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    launcher = Launcher(tmp_path)
+    yield launcher
+    launcher.close()
+
+
+def probe_config(events: Path, **overrides: dict[str, Any]) -> dict[str, Any]:
+    """Config that loads the lifecycle probe modules, all recording to ``events``."""
+    modules: dict[str, Any] = {
+        name: {"events_file": str(events)} for name in ("alpha", "beta", "gamma")
+    }
+    return merge(
+        {"modules_path": [str(LIFECYCLE_MODULES)], "modules": modules}, {"modules": overrides}
+    )
+
+
+@pytest.fixture
+def hello_server(launcher: Launcher) -> Server:
+    return launcher.start()
+
+
+ServerFactory = Callable[..., Server]
