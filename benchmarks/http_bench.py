@@ -113,17 +113,18 @@ def running_server() -> Iterator[str]:
 
 
 def summarise(target: str, raw: dict[str, Any]) -> Result:
-    elapsed = float(raw["elapsed_s"])
-    return Result(
-        target=target,
-        requests=int(raw["requests"]),
-        errors=int(raw["errors"]),
-        elapsed_s=round(elapsed, 3),
-        requests_per_s=round(int(raw["requests"]) / elapsed, 1) if elapsed else 0.0,
-        p50_ms=round(float(raw["p50_ms"]), 2),
-        p95_ms=round(float(raw["p95_ms"]), 2),
-        p99_ms=round(float(raw["p99_ms"]), 2),
-    )
+    requests, elapsed = int(raw["requests"]), float(raw["elapsed_s"])
+    p50, p95, p99 = (round(float(raw[f"p{q}_ms"]), 2) for q in (50, 95, 99))
+    rate = round(requests / elapsed, 1) if elapsed else 0.0
+    return Result(target, requests, int(raw["errors"]), round(elapsed, 3), rate, p50, p95, p99)
+
+
+def json_output(command: list[str]) -> dict[str, Any]:
+    """Run a load generator and parse the last JSON line it prints; its stderr passes through."""
+    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    line = next(ln for ln in reversed(completed.stdout.splitlines()) if ln.startswith("{"))
+    parsed: dict[str, Any] = json.loads(line)
+    return parsed
 
 
 def run_wrk(wrk: str, url: str, connections: int, duration: int) -> dict[str, Any]:
@@ -132,30 +133,17 @@ def run_wrk(wrk: str, url: str, connections: int, duration: int) -> dict[str, An
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_REPORT)
     try:
-        completed = subprocess.run(
-            [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", script.name, url],
-            stdout=subprocess.PIPE,  # stderr passes through to explain failures
-            text=True,
-            check=True,
+        return json_output(
+            [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", script.name, url]
         )
     finally:
         Path(script.name).unlink()
-    line = next(ln for ln in reversed(completed.stdout.splitlines()) if ln.startswith("{"))
-    parsed: dict[str, Any] = json.loads(line)
-    return parsed
 
 
 def run_python_worker(url: str, connections: int, duration: int) -> dict[str, Any]:
     # Out of process, like wrk, so the load loop never shares an interpreter with the orchestrator.
     worker = [sys.executable, __file__, "--worker", url, "--connections", str(connections)]
-    completed = subprocess.run(
-        [*worker, "--duration", str(duration)],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-    )
-    parsed: dict[str, Any] = json.loads(completed.stdout)
-    return parsed
+    return json_output([*worker, "--duration", str(duration)])
 
 
 async def drive(url: str, connections: int, duration: int) -> dict[str, Any]:
@@ -183,22 +171,18 @@ async def drive(url: str, connections: int, duration: int) -> dict[str, Any]:
 
     await asyncio.gather(*(loop() for _ in range(connections)))
     elapsed = time.perf_counter() - start
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else []
-    p50, p95, p99 = (cuts[49], cuts[94], cuts[98]) if cuts else (latencies or [0.0]) * 3
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "elapsed_s": elapsed,
-        "p50_ms": p50,
-        "p95_ms": p95,
-        "p99_ms": p99,
+    # quantiles() needs two samples; pad so a near-empty run still reports (meaningless) figures.
+    cuts = statistics.quantiles(latencies + [0.0, 0.0][len(latencies) :], n=100, method="inclusive")
+    return {"requests": len(latencies), "errors": errors, "elapsed_s": elapsed} | {
+        f"p{q}_ms": cuts[q - 1] for q in (50, 95, 99)
     }
 
 
 def print_table(results: list[Result], generator: str, connections: int, duration: int) -> None:
     table = Table(title=f"HyperSpot HTTP ({generator}, {connections} connections, {duration}s)")
-    for column in ("target", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "requests"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table.add_column("target", no_wrap=True)
+    for column in ("req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "requests"):
+        table.add_column(column, justify="right")
     for r in results:
         table.add_row(
             r.target,
@@ -209,7 +193,8 @@ def print_table(results: list[Result], generator: str, connections: int, duratio
             str(r.errors),
             f"{r.requests:,}",
         )
-    Console().print(table)
+    # Rich assumes 80 columns when piped (e.g. into a log or the docs), which truncates the paths.
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

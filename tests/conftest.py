@@ -125,9 +125,13 @@ class Launcher:
         raise AssertionError(f"server did not come up:\n{server.log()}")
 
     def close(self) -> None:
+        # SIGTERM, not SIGKILL, so that the server shuts down cleanly and coverage is saved.
         for server in self.servers:
             if server.process.poll() is None:
-                server.stop(signal.SIGKILL)
+                try:
+                    server.stop(signal.SIGTERM, timeout=15)
+                except subprocess.TimeoutExpired:
+                    server.stop(signal.SIGKILL)
 
 
 @pytest.fixture

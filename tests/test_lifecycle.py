@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
-from conftest import FIXTURES, Launcher, probe_config, run_cli
+from conftest import FIXTURES, Launcher, clean_env, probe_config, run_cli
 
 PROBES = ("alpha", "beta", "gamma")
 
@@ -162,3 +165,40 @@ def test_port_in_use_is_one_clear_line(launcher: Launcher) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_json_logs_carry_the_request_id(launcher: Launcher) -> None:
+    server = launcher.start({"logging": {"format": "json"}})
+    server.client.get("/hello/v1/languages", headers={"X-Request-Id": "json-trace-1"})
+    assert server.stop() == 0
+    entries = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    access = [e for e in entries if e["logger"] == "hyperspot.access" and "/hello/" in e["message"]]
+    assert access[0]["request_id"] == "json-trace-1"
+    assert access[0]["status"] == 200
+    assert access[0]["message"].startswith("GET /hello/v1/languages 200")
+    assert all({"ts", "level", "logger", "message"} <= set(e) for e in entries)
+
+
+def test_reload_mode_serves_and_stops(launcher: Launcher) -> None:
+    config_path, port = launcher.config()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hyperspot", "up", "--reload", "--config", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=clean_env(),
+        cwd=launcher.tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status = httpx.get(
+                    f"http://127.0.0.1:{port}/hello/v1/languages", timeout=1
+                ).status_code
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
