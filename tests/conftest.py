@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import yaml
+
+from hyperspot.sandbox.databases import ENGINES, Engine, ProvisionedDatabase, provision
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LIFECYCLE_MODULES = FIXTURES / "lifecycle"
@@ -157,3 +159,31 @@ def hello_server(launcher: Launcher) -> Server:
 
 
 ServerFactory = Callable[..., Server]
+
+
+# Databases: the backend under test comes from HYPERSPOT_TEST_DB (nox: tests(db=...)).
+
+TEST_ENGINE: Engine = cast(Engine, os.environ.get("HYPERSPOT_TEST_DB", "sqlite"))
+if TEST_ENGINE not in ENGINES:  # pragma: no cover - a typo in the variable
+    raise RuntimeError(f"HYPERSPOT_TEST_DB must be one of {', '.join(ENGINES)}")
+
+
+@pytest.fixture
+def make_database(tmp_path: Path) -> Iterator[Callable[..., ProvisionedDatabase]]:
+    """Create fresh databases on the engine under test; every one is dropped afterwards."""
+    created: list[ProvisionedDatabase] = []
+
+    def make(engine: Engine | None = None) -> ProvisionedDatabase:
+        database = provision(engine or TEST_ENGINE, folder=tmp_path)
+        created.append(database)
+        return database
+
+    yield make
+    for database in created:
+        database.drop()
+
+
+@pytest.fixture
+def database(make_database: Callable[..., ProvisionedDatabase]) -> ProvisionedDatabase:
+    """One fresh database on the engine under test."""
+    return make_database()

@@ -55,7 +55,7 @@ def test_disabled_module_is_left_out() -> None:
             {"name": "r", "capabilities": frozenset({Capability.REST})},
             "'rest' capability and a register_rest hook go together",
         ),
-        ({"name": "m", "migrate": lambda ctx: None}, "a migrate hook needs the 'db' capability"),
+        ({"name": "m", "migrate": lambda ctx: None}, "migrations need the 'db' capability"),
     ],
 )
 def test_declaration_is_checked(kwargs: dict[str, object], message: str) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from hyperspot.platform.clients import ClientHub
+from hyperspot.platform.db.schema import Migration
 from hyperspot.platform.errors import ModuleLoadError
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Module(Generic[C]):
     start: Hook[C] | None = None
     stop: Hook[C] | None = None
     health: HealthHook[C] | None = None
+    migrations: tuple[Migration, ...] = ()
 
     def __post_init__(self) -> None:
         if not MODULE_NAME.match(self.name):
@@ -86,8 +88,13 @@ class Module(Generic[C]):
             raise ModuleLoadError(
                 f"module '{self.name}': the 'rest' capability and a register_rest hook go together"
             )
-        if self.migrate is not None and Capability.DB not in self.capabilities:
-            raise ModuleLoadError(f"module '{self.name}': a migrate hook needs the 'db' capability")
+        if (self.migrate or self.migrations) and Capability.DB not in self.capabilities:
+            raise ModuleLoadError(f"module '{self.name}': migrations need the 'db' capability")
+        versions = [migration.version for migration in self.migrations]
+        if versions != list(range(1, len(versions) + 1)):
+            raise ModuleLoadError(
+                f"module '{self.name}': migration versions must be 1, 2, 3, ... (got {versions})"
+            )
 
 
 class ModuleContext(Generic[C]):

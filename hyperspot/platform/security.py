@@ -1,0 +1,34 @@
+"""The security context every request carries: who is calling, for which tenant, with what rights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    """Built by the gateway from a verified credential, never from client-chosen headers.
+
+    ``visible_tenants`` is the set of tenants this context may read and change; it is the own tenant
+    unless an operation widens it (a parent managing its children). ``system`` marks platform-internal
+    work that may cross tenants; it is never built from a request.
+    """
+
+    subject: str
+    tenant_id: str
+    permissions: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    token_id: str = ""
+    visible_tenants: frozenset[str] = field(default_factory=frozenset)
+    system: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.visible_tenants and self.tenant_id:
+            object.__setattr__(self, "visible_tenants", frozenset({self.tenant_id}))
+
+    @classmethod
+    def for_system(cls, reason: str) -> SecurityContext:
+        return cls(subject=f"system:{reason}", tenant_id="", system=True)
+
+    def allows(self, permission: str) -> bool:
+        return permission in self.permissions
