@@ -1,4 +1,4 @@
-"""The security context every request carries: who is calling, for which tenant, with what rights."""
+"""The security context every request carries: who calls, for which tenant, with what rights."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 class SecurityContext:
     """Built by the gateway from a verified credential, never from client-chosen headers.
 
-    ``visible_tenants`` is the set of tenants this context may read and change; it is the own tenant
-    unless an operation widens it (a parent managing its children). ``system`` marks platform-internal
-    work that may cross tenants; it is never built from a request.
+    ``visible_tenants`` is the set of tenants this context may read and change: the own tenant
+    unless an operation widens it (a parent managing its children). ``system`` marks
+    platform-internal work that may cross tenants; it is never built from a request.
     """
 
     subject: str

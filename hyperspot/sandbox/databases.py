@@ -31,7 +31,7 @@ DEFAULT_ADMIN_URLS: dict[Engine, str] = {
 
 
 def admin_url(engine: Engine) -> DatabaseUrl:
-    """The administrative URL for ``engine``: from its environment variable, else the local server."""
+    """The admin URL for ``engine``: from its environment variable, else the local server."""
     return parse_database_url(
         os.environ.get(ADMIN_URL_VARIABLES[engine]) or DEFAULT_ADMIN_URLS[engine]
     )
