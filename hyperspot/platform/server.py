@@ -80,7 +80,9 @@ def prepare(config_path: Path | None, *, quiet: bool = False) -> tuple[LoadedCon
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY when proto says TCP, and without it
+    # every keep-alive response waits ~40 ms for the client's delayed ACK (benchmarks/).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
