@@ -32,6 +32,7 @@ def test_phases_run_in_dependency_order_and_stop_in_reverse(
         "beta": "ready",
         "gamma": "ready",
         "hello": "ready",
+        "notes": "ready",
     }
     assert server.stop() == 0
     expected = [f"{name} {phase}" for phase in ("init", "migrate", "start") for name in PROBES]

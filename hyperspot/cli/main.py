@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hyperspot import __version__
-from hyperspot.platform.config import flatten, mask_secrets
+from hyperspot.cli.migrate import migrate_app
+from hyperspot.platform.config import flatten, load_config, mask_secrets
 from hyperspot.platform.errors import HyperspotError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(migrate_app, name="migrate")
 
 ConfigOption = Annotated[
     Path | None,
@@ -208,6 +210,34 @@ def config_show(
     for key, value, source in rows:
         table.add_row(key, json.dumps(value), source)
     out.print(table)
+
+
+token_app = typer.Typer(help="Development bearer tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("issue")
+def token_issue(
+    tenant: Annotated[str, typer.Option(help="The tenant the token acts in.")],
+    subject: Annotated[str, typer.Option(help="Who the token speaks for.")],
+    permissions: Annotated[
+        str, typer.Option(help="Comma-separated permissions, e.g. notes:read,notes:write.")
+    ] = "",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
+    config: ConfigOption = None,
+) -> None:
+    """Mint a token signed with auth.jwt.secret (for development; print it to stdout)."""
+    from hyperspot.platform.auth import issue_token
+
+    try:
+        settings = load_config(config).settings.auth.jwt
+        granted = [p.strip() for p in permissions.split(",") if p.strip()]
+        token = issue_token(
+            settings, tenant=tenant, subject=subject, permissions=granted, ttl_s=ttl
+        )
+    except HyperspotError as error:
+        raise fail(str(error)) from None
+    sys.stdout.write(token + "\n")
 
 
 def main() -> None:

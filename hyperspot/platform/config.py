@@ -59,6 +59,29 @@ class DatabaseSettings(_Strict):
     url: str | None = Field(
         default=None, description="Database URL; empty means SQLite under data_dir."
     )
+    pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Worker threads for database work (one connection each).",
+    )
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    migrate_on_start: bool = Field(
+        default=True, description="Apply pending migrations at start-up (else refuse to start)."
+    )
+
+
+class JwtSettings(_Strict):
+    secret: str | None = Field(
+        default=None, description="HS256 signing secret; without it no bearer token is accepted."
+    )
+    issuer: str = "hyperspot"
+    audience: str = "hyperspot"
+    leeway_s: float = Field(default=30.0, ge=0, description="Allowed clock skew.")
+
+
+class AuthSettings(_Strict):
+    jwt: JwtSettings = Field(default_factory=JwtSettings)
 
 
 class LoggingSettings(_Strict):
@@ -74,6 +97,7 @@ class PlatformSettings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     # Each module's section is validated against that module's own config model once modules are
     # discovered (see ``validate_module_sections``); here it is only required to be a mapping.
     modules: dict[str, dict[str, Any]] = Field(default_factory=dict)

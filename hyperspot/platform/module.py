@@ -24,6 +24,7 @@ from hyperspot.platform.errors import ModuleLoadError
 
 if TYPE_CHECKING:
     from hyperspot.platform.config import PlatformSettings
+    from hyperspot.platform.db.database import PlatformDatabase
     from hyperspot.platform.gateway.operations import RestApi
 
 C = TypeVar("C", bound=BaseModel)
@@ -106,14 +107,23 @@ class ModuleContext(Generic[C]):
         config: C,
         clients: ClientHub,
         settings: PlatformSettings,
+        database: PlatformDatabase | None = None,
     ) -> None:
         self.module = module
+        self._database = database
         self.config = config
         self.clients = clients
         self.settings = settings
         self.logger = logging.getLogger(f"hyperspot.modules.{module.name}")
         self.tasks: list[asyncio.Task[None]] = []
         self.task_failure: str | None = None
+
+    @property
+    def db(self) -> PlatformDatabase:
+        """The platform database (modules with the 'db' capability only)."""
+        if self._database is None:
+            raise ModuleLoadError(f"module '{self.module.name}' lacks the 'db' capability")
+        return self._database
 
     @property
     def data_dir(self) -> Path:

@@ -18,13 +18,17 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from hyperspot import __version__
+from hyperspot.platform.auth import JwtAuthenticator
 from hyperspot.platform.clients import ClientHub
 from hyperspot.platform.config import LoadedConfig, validate_section
+from hyperspot.platform.db.database import PlatformDatabase
+from hyperspot.platform.db.migrations import MigrationRunner
+from hyperspot.platform.db.schema import Migration
 from hyperspot.platform.errors import ConfigError, StartupError
 from hyperspot.platform.gateway.app import AsgiApp, Gateway
 from hyperspot.platform.gateway.openapi import build_openapi
 from hyperspot.platform.gateway.operations import Call, Operation, Reply, RestApi, check_unique
-from hyperspot.platform.module import HealthCheck, Module, ModuleContext, call_hook
+from hyperspot.platform.module import Capability, HealthCheck, Module, ModuleContext, call_hook
 from hyperspot.platform.registry import discover, resolve
 
 logger = logging.getLogger("hyperspot.runtime")
@@ -115,10 +119,22 @@ class Runtime:
                 module.config_model, section, ("modules", module.name), loaded
             )
         ordered = resolve(modules, disabled)
+        uses_db = any(Capability.DB in module.capabilities for module in ordered)
+        self.database = (
+            PlatformDatabase(self.settings.database, self.settings.database_url)
+            if uses_db
+            else None
+        )
         self.records: list[ModuleRecord] = [
             ModuleRecord(
                 module,
-                ModuleContext(module, configs[module.name], self.clients, self.settings),
+                ModuleContext(
+                    module,
+                    configs[module.name],
+                    self.clients,
+                    self.settings,
+                    self.database if Capability.DB in module.capabilities else None,
+                ),
                 ModuleState.LOADED,
             )
             for module in ordered
@@ -136,9 +152,16 @@ class Runtime:
     async def boot(self, *, migrate: bool = True) -> list[Operation]:
         """init, migrate and register every module; returns all operations (platform's included)."""
         try:
+            if migrate and self.database is not None:
+                # Reach the database before any module runs: a wrong URL fails fast and clearly.
+                await asyncio.to_thread(self.database.check_server)
             await self._phase("init", ModuleState.INITIALIZED)
             if migrate:
+                if self.database is not None:
+                    await asyncio.to_thread(self._apply_migrations, self.database)
                 await self._phase("migrate", ModuleState.MIGRATED)
+                if self.database is not None:
+                    await asyncio.to_thread(self.database.map_entities)
             operations = list(self._platform_operations())
             for record in self.active:
                 api = RestApi(record.module.name)
@@ -158,7 +181,8 @@ class Runtime:
         return build_openapi(self.operations, title="HyperSpot API", version=__version__)
 
     def build_app(self) -> AsgiApp:
-        return Gateway(self.settings.server).build(self.operations, self.openapi())
+        authenticate = JwtAuthenticator(self.settings.auth.jwt)
+        return Gateway(self.settings.server, authenticate).build(self.operations, self.openapi())
 
     async def start(self) -> None:
         try:
@@ -190,6 +214,25 @@ class Runtime:
                 await asyncio.gather(*context.tasks, return_exceptions=True)
             record.state = ModuleState.STOPPED
             logger.info("stopped module '%s'", record.module.name)
+        if self.database is not None:
+            self.database.close()
+
+    def migration_plans(self) -> list[tuple[str, tuple[Migration, ...]]]:
+        """Each active module's migrations, in dependency order."""
+        return [(r.module.name, r.module.migrations) for r in self.active if r.module.migrations]
+
+    def _apply_migrations(self, database: PlatformDatabase) -> None:
+        runner = MigrationRunner(database.url, self.migration_plans())
+        if self.settings.database.migrate_on_start:
+            runner.up()
+            return
+        pending = runner.plan()
+        if pending:
+            names = ", ".join(f"{p.module} v{p.version}" for p in pending)
+            raise StartupError(
+                f"pending migrations ({names}) and database.migrate_on_start is false: "
+                "run `hyperspot migrate up` first"
+            )
 
     async def _phase(self, hook_name: str, reached: ModuleState) -> None:
         for record in self.active:

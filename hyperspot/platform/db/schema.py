@@ -29,6 +29,9 @@ class Column:
     nullable: bool = False
     primary_key: bool = False
     default: str | int | float | bool | None = None  # applied to existing rows when added later
+    # The database numbers new rows (Pony: PrimaryKey(int, auto=True)); INTEGER/BIGINT primary
+    # key only, and the table's only primary key column.
+    autoincrement: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from hyperspot.platform.gateway.problems import (
     problem_document,
 )
 from hyperspot.platform.logs import request_id_var
+from hyperspot.platform.security import SecurityContext
 
 logger = logging.getLogger("hyperspot.gateway")
 access_logger = logging.getLogger("hyperspot.access")
@@ -35,13 +36,13 @@ JSON_MEDIA = "application/json"
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
-# Answers whether a request carries a credential granting ``permission``. The kernel ships no
-# identity provider, so by default nothing is granted and protected operations answer 401.
-Authorizer = Callable[[falcon.asgi.Request, str], Awaitable[bool]]
+# Turns a request's credential into a security context: None when there is no credential,
+# a 401 Problem when there is a bad one.
+Authenticator = Callable[[falcon.asgi.Request], Awaitable[SecurityContext | None]]
 
 
-async def deny_all(request: falcon.asgi.Request, permission: str) -> bool:
-    return False
+async def no_credentials(request: falcon.asgi.Request) -> SecurityContext | None:
+    return None
 
 
 class RequestIdMiddleware:
@@ -124,8 +125,9 @@ def _validated(
 def _query_dict(req: falcon.asgi.Request, model: type[BaseModel] | None) -> dict[str, Any]:
     if model is None:
         return {}
-    known = set(model.model_fields)
-    unknown = sorted(set(req.params) - known)
+    # Parameters are named as the API spells them: a field's alias (e.g. "$filter") if it has one.
+    fields = {info.alias or name: info for name, info in model.model_fields.items()}
+    unknown = sorted(set(req.params) - set(fields))
     if unknown:
         raise Problem(
             400,
@@ -136,15 +138,17 @@ def _query_dict(req: falcon.asgi.Request, model: type[BaseModel] | None) -> dict
     values: dict[str, Any] = {}
     for name, value in req.params.items():
         # Repeated parameters arrive as lists; a scalar field takes the last one.
-        annotation = str(model.model_fields[name].annotation)
+        annotation = str(fields[name].annotation)
         values[name] = value if "list" in annotation or not isinstance(value, list) else value[-1]
     return values
 
 
 class Gateway:
-    def __init__(self, settings: ServerSettings, authorize: Authorizer = deny_all) -> None:
+    def __init__(
+        self, settings: ServerSettings, authenticate: Authenticator = no_credentials
+    ) -> None:
         self.settings = settings
-        self.authorize = authorize
+        self.authenticate = authenticate
 
     def build(self, operations: Sequence[Operation], openapi: dict[str, Any]) -> AsgiApp:
         middleware: list[Any] = [RequestIdMiddleware()]
@@ -175,19 +179,24 @@ class Gateway:
         self, op: Operation
     ) -> Callable[[falcon.asgi.Request, falcon.asgi.Response], Awaitable[None]]:
         max_body = self.settings.max_body_bytes
-        authorize = self.authorize
+        authenticate = self.authenticate
 
         async def respond(
             req: falcon.asgi.Request, resp: falcon.asgi.Response, **params: str
         ) -> None:
             if not (req.client_accepts_json or req.client_accepts(PROBLEM_MEDIA_TYPE)):
                 raise Problem(406, f"this operation answers {JSON_MEDIA}; check the Accept header")
-            if not op.access.is_public and not await authorize(req, op.access.permission or ""):
-                raise Problem(
-                    401,
-                    f"this operation requires the permission '{op.access.permission}'",
-                    headers={"WWW-Authenticate": 'Bearer realm="hyperspot"'},
-                )
+            security = await authenticate(req)
+            permission = op.access.permission
+            if permission is not None:
+                if security is None:
+                    raise Problem(
+                        401,
+                        f"this operation requires a credential with the permission '{permission}'",
+                        headers={"WWW-Authenticate": 'Bearer realm="hyperspot"'},
+                    )
+                if not security.allows(permission):
+                    raise Problem(403, f"the credential lacks the permission '{permission}'")
             path = _validated(op.path_model, params, "path")
             query = _validated(op.query_model, _query_dict(req, op.query_model), "query")
             body = None
@@ -195,7 +204,15 @@ class Gateway:
                 body = _validated(
                     op.body_model, await _read_body(req, max_body), "body", from_json=True
                 )
-            result = await op.handler(Call(req, req.context.request_id, query, path, body))
+            call = Call(
+                req,
+                request_id=req.context.request_id,
+                security=security,
+                query=query,
+                path=path,
+                body=body,
+            )
+            result = await op.handler(call)
             _write(op, resp, result)
 
         return respond

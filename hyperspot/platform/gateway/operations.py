@@ -27,6 +27,7 @@ import falcon.asgi
 from pydantic import BaseModel
 
 from hyperspot.platform.errors import OperationError
+from hyperspot.platform.security import SecurityContext
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,14 +53,24 @@ class Call:
     def __init__(
         self,
         request: falcon.asgi.Request,
+        *,
         request_id: str,
+        security: SecurityContext | None,
         query: BaseModel | None,
         path: BaseModel | None,
         body: BaseModel | None,
     ) -> None:
         self.request = request
         self.request_id = request_id
+        self._security = security
         self._inputs: dict[str, BaseModel | None] = {"query": query, "path": path, "body": body}
+
+    @property
+    def security(self) -> SecurityContext:
+        """The caller's verified context; only operations that require a permission have one."""
+        if self._security is None:
+            raise RuntimeError("a public operation has no security context")
+        return self._security
 
     def query(self, model: type[M]) -> M:
         return self._input("query", model)

@@ -1,0 +1,1 @@
+"""Notes: a tenant-scoped resource showing the data layer end to end."""

@@ -1,0 +1,13 @@
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NotesConfig(BaseModel):
+    """Settings under ``modules.notes`` (env: ``HYPERSPOT_MODULES__NOTES__<KEY>``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    page_size: int = Field(default=50, ge=1, le=1000, description="Default page size of lists.")
+    max_page_size: int = Field(default=200, ge=1, le=1000, description="Largest allowed limit.")
+    max_notes_per_tenant: int = Field(
+        default=10_000, ge=0, description="Quota: how many notes one tenant may keep."
+    )
