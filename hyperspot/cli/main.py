@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from hyperspot import __version__
+from hyperspot.cli.common import ConfigOption, fail, out
 from hyperspot.cli.migrate import migrate_app
 from hyperspot.platform.config import flatten, load_config, mask_secrets
 from hyperspot.platform.errors import HyperspotError
@@ -27,25 +27,6 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(migrate_app, name="migrate")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="HYPERSPOT_CONFIG",
-        help="YAML config file (defaults apply without one).",
-        dir_okay=False,
-    ),
-]
-
-out = Console()
-
-
-def fail(message: str) -> typer.Exit:
-    """Print one line to stderr and return the exit to raise."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 def _print_version(value: bool) -> None:

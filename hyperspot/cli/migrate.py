@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from hyperspot.cli.common import ConfigOption, fail, out
 from hyperspot.platform.errors import HyperspotError
 
 if TYPE_CHECKING:
@@ -18,30 +18,10 @@ migrate_app = typer.Typer(
     help="Show and apply the modules' database migrations.", no_args_is_help=True
 )
 
-# The same option as the other commands (hyperspot.cli.main cannot be imported from here: it
-# mounts this app, so importing it back would be circular).
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="HYPERSPOT_CONFIG",
-        help="YAML config file (defaults apply without one).",
-        dir_okay=False,
-    ),
-]
 LockTimeoutOption = Annotated[
     float,
     typer.Option("--lock-timeout", min=0, help="Seconds to wait for another migration run."),
 ]
-
-out = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    """Print one line to stderr and return the exit to raise (as hyperspot.cli.main.fail)."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 def _runner(config: Path | None, lock_timeout_s: float) -> MigrationRunner:
@@ -66,7 +46,7 @@ def status(config: ConfigOption = None, lock_timeout: LockTimeoutOption = 60) ->
         runner = _runner(config, lock_timeout)
         rows = runner.status()
     except HyperspotError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     table = Table(title=f"Migrations on {runner.url.masked}")
     for column in ("module", "version", "name", "state", "applied at (UTC)"):
         table.add_column(column)
@@ -107,7 +87,7 @@ def up(
             return
         applied = runner.up()
     except HyperspotError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     for migration in applied:
         out.print(f"applied {migration.module} v{migration.version}: {migration.name}")
     out.print(f"{len(applied)} migration(s) applied" if applied else "nothing to apply")
