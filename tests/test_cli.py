@@ -71,3 +71,29 @@ def test_version_and_help() -> None:
     help_text = runner.invoke(app, ["--help"]).output
     for command in ("up", "modules", "openapi", "config"):
         assert command in help_text
+
+
+def test_token_issue_mints_a_verifiable_token_and_needs_a_secret() -> None:
+    import jwt
+
+    secret = "cli-test-secret-0123456789abcdef0123"
+    result = run_cli(
+        "token",
+        "issue",
+        "--tenant",
+        "acme",
+        "--subject",
+        "ann",
+        "--permissions",
+        "notes:read, notes:write",
+        env={"HYPERSPOT_AUTH__JWT__SECRET": secret},
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"], audience="hyperspot")
+    assert (claims["tenant"], claims["sub"]) == ("acme", "ann")
+    assert claims["permissions"] == ["notes:read", "notes:write"]
+    shown = run_cli("config", "show", "--json", env={"HYPERSPOT_AUTH__JWT__SECRET": secret})
+    assert secret not in shown.stdout
+    refused = run_cli("token", "issue", "--tenant", "acme", "--subject", "ann")
+    assert refused.returncode == 1
+    assert "set auth.jwt.secret" in refused.stderr
