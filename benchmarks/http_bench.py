@@ -5,6 +5,9 @@ separate process: ``wrk`` when it is on PATH, otherwise this script's own ``--wo
 (asyncio + httpx). Prints a table of requests/s, p50/p95/p99 latency and errors.
 
     python benchmarks/http_bench.py --connections 64 --duration 10 --json result.json
+
+The helpers (``running_server``, ``run_wrk``, ``summarise``, ``results_table`` ...) are also
+imported by the other benchmarks in this folder, e.g. ``notes_bench.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -24,12 +28,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from rich.console import Console
@@ -38,14 +42,17 @@ from rich.table import Table
 DEFAULT_TARGETS = ("/healthz", "/hello/v1/greetings/fr?name=Ann")
 
 # wrk prints only p50/75/90/99 by itself; its done() hook exposes any percentile, so emit JSON.
+# wrk leaves a response slower than --timeout (default 2 s) out of the latency figures and counts
+# it as a "timeout" error instead, so a high percentile can only be trusted without timeouts.
 WRK_REPORT = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '{"requests":%d,"errors":%d,"elapsed_s":%f,"p50_ms":%f,"p95_ms":%f,"p99_ms":%f}\\n',
+    '{"requests":%d,"errors":%d,"elapsed_s":%f,"p50_ms":%f,"p95_ms":%f,"p99_ms":%f,' ..
+    '"error_kinds":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\\n',
     summary.requests, e.connect + e.read + e.write + e.status + e.timeout,
     summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(95) / 1e3,
-    latency:percentile(99) / 1e3))
+    latency:percentile(99) / 1e3, e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
 
@@ -60,6 +67,8 @@ class Result:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    # wrk's breakdown of ``errors`` (connect, read, write, status, timeout); empty for the worker.
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -88,21 +97,38 @@ def wait_healthy(base_url: str, server: subprocess.Popen[bytes], timeout_s: floa
 @contextmanager
 def running_server() -> Iterator[str]:
     """Yield the base URL of a fresh server with its own data dir; SIGTERM it on exit."""
+    with server_process() as (base_url, _):
+        yield base_url
+
+
+@contextmanager
+def server_process(
+    extra_env: Mapping[str, str] | None = None, output: IO[bytes] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like ``running_server``, also yielding the process (e.g. to read its CPU time).
+
+    ``extra_env`` adds or overrides ``HYPERSPOT_*`` settings (database URL, JWT secret ...);
+    ``output`` receives the server's stdout and stderr (default: this process's).
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="hyperspot-bench-") as data_dir:
         env = {
             **os.environ,
             "HYPERSPOT_LOGGING__LEVEL": "WARNING",  # one access line per request would dominate
             "HYPERSPOT_DATA_DIR": data_dir,
+            **(extra_env or {}),
         }
         command = [sys.executable, "-c", "from hyperspot.cli.main import main; main()"]
         server = subprocess.Popen(
-            [*command, "up", "--host", "127.0.0.1", "--port", str(port)], env=env
+            [*command, "up", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=output,
         )
         try:
             base_url = f"http://127.0.0.1:{port}"
             wait_healthy(base_url, server)
-            yield base_url
+            yield base_url, server
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -116,7 +142,10 @@ def summarise(target: str, raw: dict[str, Any]) -> Result:
     requests, elapsed = int(raw["requests"]), float(raw["elapsed_s"])
     p50, p95, p99 = (round(float(raw[f"p{q}_ms"]), 2) for q in (50, 95, 99))
     rate = round(requests / elapsed, 1) if elapsed else 0.0
-    return Result(target, requests, int(raw["errors"]), round(elapsed, 3), rate, p50, p95, p99)
+    kinds = {kind: int(count) for kind, count in raw.get("error_kinds", {}).items()}
+    return Result(
+        target, requests, int(raw["errors"]), round(elapsed, 3), rate, p50, p95, p99, kinds
+    )
 
 
 def json_output(command: list[str]) -> dict[str, Any]:
@@ -127,17 +156,57 @@ def json_output(command: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def run_wrk(wrk: str, url: str, connections: int, duration: int) -> dict[str, Any]:
-    # One wrk thread per spare core: the server is a single uvicorn process using one core.
-    threads = max(1, min(connections, (os.cpu_count() or 2) - 1))
+def run_wrk(
+    wrk: str,
+    url: str,
+    connections: int,
+    duration: int,
+    *,
+    threads: int | None = None,
+    headers: Sequence[str] = (),
+    timeout_s: int | None = None,
+    lua: str = "",
+) -> dict[str, Any]:
+    """Run wrk against ``url`` and return its JSON report (see ``WRK_REPORT``).
+
+    ``headers`` are ``"Name: value"`` strings (wrk ``-H``); ``timeout_s`` is wrk ``--timeout``
+    (its default is 2 s); ``lua`` is prepended to the report script (e.g. a ``request`` function).
+    """
+    if threads is None:
+        # One wrk thread per spare core: the server is a single uvicorn process using one core.
+        threads = max(1, min(connections, (os.cpu_count() or 2) - 1))
+    options = [f"-t{threads}", f"-c{connections}", f"-d{duration}s"]
+    for header in headers:
+        options += ["-H", header]
+    if timeout_s is not None:
+        options += ["--timeout", f"{timeout_s}s"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_REPORT)
+        script.write(lua + WRK_REPORT)
     try:
-        return json_output(
-            [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", script.name, url]
-        )
+        return json_output([wrk, *options, "-s", script.name, url])
     finally:
         Path(script.name).unlink()
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise this process's soft open-files limit (inherited by the server and wrk) to ``needed``
+    or the hard limit, whichever is lower; return the resulting soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def machine() -> dict[str, Any]:
+    """What to record with any figures: the load generator shares the machine with the server."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def run_python_worker(url: str, connections: int, duration: int) -> dict[str, Any]:
@@ -178,23 +247,41 @@ async def drive(url: str, connections: int, duration: int) -> dict[str, Any]:
     }
 
 
-def print_table(results: list[Result], generator: str, connections: int, duration: int) -> None:
-    table = Table(title=f"HyperSpot HTTP ({generator}, {connections} connections, {duration}s)")
-    table.add_column("target", no_wrap=True)
-    for column in ("req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "requests"):
+Row = tuple[Sequence[str], Result, Sequence[str]]
+
+
+def results_table(
+    title: str, labels: Sequence[str], rows: Sequence[Row], extra: Sequence[str] = ()
+) -> Table:
+    """A table of results: each row is its ``labels`` values (target, database ...), the result,
+    then its values for the ``extra`` columns."""
+    table = Table(title=title)
+    for label in labels:
+        table.add_column(label, no_wrap=True)
+    for column in ("req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "requests", *extra):
         table.add_column(column, justify="right")
-    for r in results:
+    for values, r, extra_values in rows:
         table.add_row(
-            r.target,
+            *values,
             f"{r.requests_per_s:,.0f}",
             f"{r.p50_ms:.2f}",
             f"{r.p95_ms:.2f}",
             f"{r.p99_ms:.2f}",
             str(r.errors),
             f"{r.requests:,}",
+            *extra_values,
         )
+    return table
+
+
+def show(table: Table) -> None:
     # Rich assumes 80 columns when piped (e.g. into a log or the docs), which truncates the paths.
     Console(width=None if sys.stdout.isatty() else 120).print(table)
+
+
+def print_table(results: list[Result], generator: str, connections: int, duration: int) -> None:
+    title = f"HyperSpot HTTP ({generator}, {connections} connections, {duration}s)"
+    show(results_table(title, ["target"], [((r.target,), r, ()) for r in results]))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -249,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
             "generator": generator,
             "connections": args.connections,
             "duration_s": args.duration,
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "machine": machine(),
             "python": platform.python_version(),
             "results": [asdict(r) for r in results],
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import falcon.asgi
@@ -26,8 +27,13 @@ def unauthorized(detail: str) -> Problem:
 
 
 class JwtAuthenticator:
+    # Verifying a signature costs more than the rest of a small request; a verified token is
+    # immutable, so its context is reused until the token expires.
+    CACHE_SIZE = 10_000
+
     def __init__(self, settings: JwtSettings) -> None:
         self.settings = settings
+        self._verified: OrderedDict[str, tuple[float, SecurityContext]] = OrderedDict()
 
     async def __call__(self, req: falcon.asgi.Request) -> SecurityContext | None:
         """The caller's context; None when the request carries no credential at all."""
@@ -40,6 +46,20 @@ class JwtAuthenticator:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> SecurityContext:
+        cached = self._verified.get(token)
+        if cached is not None:
+            expires_at, security = cached
+            if time.time() < expires_at + self.settings.leeway_s:
+                self._verified.move_to_end(token)
+                return security
+            del self._verified[token]
+        security, expires_at = self._decode(token)
+        self._verified[token] = (expires_at, security)
+        if len(self._verified) > self.CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return security
+
+    def _decode(self, token: str) -> tuple[SecurityContext, float]:
         if not self.settings.secret:
             raise unauthorized("this server accepts no tokens: auth.jwt.secret is not configured")
         try:
@@ -62,12 +82,13 @@ class JwtAuthenticator:
             raise unauthorized("invalid token: 'tenant' and 'sub' must be non-empty strings")
         if not (isinstance(permissions, list) and all(isinstance(p, str) for p in permissions)):
             raise unauthorized("invalid token: 'permissions' must be a list of strings")
-        return SecurityContext(
+        security = SecurityContext(
             subject=subject,
             tenant_id=tenant,
             permissions=frozenset(permissions),
             token_id=str(claims.get("jti", "")),
         )
+        return security, float(claims["exp"])
 
 
 def issue_token(
