@@ -205,3 +205,12 @@ def test_health_endpoints(server: Server) -> None:
         == json.loads(server.client.get("/openapi.json").text)["info"]["version"]
     )
     assert health["uptime_s"] >= 0
+
+
+def test_repeated_and_list_query_parameters(server: Server) -> None:
+    repeated = server.client.get("/alpha/v1/slow", params=[("ms", "1"), ("ms", "2")])
+    assert repeated.json() == {"slept_ms": 2, "tags": []}
+    one = server.client.get("/alpha/v1/slow", params={"tag": "x"})
+    assert one.json()["tags"] == ["x"]
+    several = server.client.get("/alpha/v1/slow", params=[("tag", "x"), ("tag", "y")])
+    assert several.json()["tags"] == ["x", "y"]

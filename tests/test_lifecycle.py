@@ -112,7 +112,7 @@ def test_sigterm_lets_in_flight_requests_finish(launcher: Launcher, tmp_path: Pa
     server.process.send_signal(signal.SIGTERM)
     worker.join(timeout=30)
     assert results and results[0].status_code == 200
-    assert results[0].json() == {"slept_ms": 1500}
+    assert results[0].json() == {"slept_ms": 1500, "tags": []}
     assert server.process.wait(timeout=30) == 0
     assert events(log)[-1] == "alpha stop"
 

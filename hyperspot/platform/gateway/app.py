@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import falcon
 import falcon.asgi
@@ -137,10 +137,19 @@ def _query_dict(req: falcon.asgi.Request, model: type[BaseModel] | None) -> dict
         )
     values: dict[str, Any] = {}
     for name, value in req.params.items():
-        # Repeated parameters arrive as lists; a scalar field takes the last one.
-        annotation = str(fields[name].annotation)
-        values[name] = value if "list" in annotation or not isinstance(value, list) else value[-1]
+        # Falcon gives a repeated parameter as a list: a list field takes all values (also a
+        # single one), a scalar field the last one.
+        if _is_list(fields[name].annotation):
+            values[name] = value if isinstance(value, list) else [value]
+        else:
+            values[name] = value[-1] if isinstance(value, list) else value
     return values
+
+
+def _is_list(annotation: Any) -> bool:
+    if get_origin(annotation) in (list, tuple, set, frozenset):
+        return True
+    return any(_is_list(arg) for arg in get_args(annotation))
 
 
 class Gateway:
