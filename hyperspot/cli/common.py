@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 ConfigOption = Annotated[
     Path | None,
@@ -24,5 +25,8 @@ out = Console()
 
 def fail(message: str) -> typer.Exit:
     """Print one line to stderr and return the exit to raise."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Text, not markup: URLs and driver messages may contain brackets.
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Text.assemble(("error:", "bold red"), " ", message)
+    )
     return typer.Exit(code=1)

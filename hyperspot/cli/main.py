@@ -14,6 +14,7 @@ from rich.table import Table
 from hyperspot import __version__
 from hyperspot.cli.common import ConfigOption, fail, out
 from hyperspot.cli.migrate import migrate_app
+from hyperspot.cli.sandbox import sandbox_app
 from hyperspot.platform.config import flatten, load_config, mask_secrets
 from hyperspot.platform.errors import HyperspotError
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(sandbox_app, name="sandbox")
 
 
 def _print_version(value: bool) -> None:

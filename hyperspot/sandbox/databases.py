@@ -64,7 +64,11 @@ class ProvisionedDatabase:
 
 
 def provision(
-    engine: Engine, *, name: str | None = None, folder: Path | None = None
+    engine: Engine,
+    *,
+    name: str | None = None,
+    folder: Path | None = None,
+    admin: DatabaseUrl | None = None,
 ) -> ProvisionedDatabase:
     """Create a fresh, empty database on ``engine`` and return how to reach it."""
     name = name or f"hs_test_{secrets.token_hex(6)}"
@@ -72,7 +76,7 @@ def provision(
         where = folder or Path(tempfile.mkdtemp(prefix="hyperspot-"))
         path = (where / f"{name}.db").resolve()
         return ProvisionedDatabase("sqlite", parse_database_url(f"sqlite:///{path}"), None)
-    admin = admin_url(engine)
+    admin = admin or admin_url(engine)
     connection = admin.connect(autocommit=True)
     try:
         cursor = connection.cursor()
