@@ -42,7 +42,7 @@ from hyperspot.platform.db.schema import (
     Migration,
     Step,
 )
-from hyperspot.platform.db.urls import Backend, DatabaseUrl
+from hyperspot.platform.db.urls import BACKEND_NAMES, Backend, DatabaseUrl
 from hyperspot.platform.errors import HyperspotError
 
 logger = logging.getLogger("hyperspot.migrations")
@@ -56,11 +56,6 @@ TENANT_PREDICATE = (
     "current_setting('hyperspot.system', true) = 'on' OR "
     "tenant_id = ANY (string_to_array(current_setting('hyperspot.tenant_ids', true), ','))"
 )
-BACKEND_NAMES: dict[Backend, str] = {
-    "sqlite": "SQLite",
-    "postgres": "PostgreSQL",
-    "mysql": "MariaDB",
-}
 
 PG_LOCK_KEY = 0x4853_4D49_4752  # "HSMIGR"; advisory locks are scoped to the current database
 _LOCK_POLL_S = 0.1

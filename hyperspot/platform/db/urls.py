@@ -27,6 +27,12 @@ _SCHEMES: dict[str, Backend] = {
 }
 _DEFAULT_PORTS: dict[Backend, int] = {"sqlite": 0, "postgres": 5432, "mysql": 3306}
 
+BACKEND_NAMES: dict[Backend, str] = {
+    "sqlite": "SQLite",
+    "postgres": "PostgreSQL",
+    "mysql": "MariaDB",
+}
+
 # Oldest server versions the platform is tested against (the support matrix).
 MINIMUM_VERSIONS: dict[Backend, tuple[int, ...]] = {
     "sqlite": (3, 35),
@@ -160,9 +166,8 @@ class DatabaseUrl:
         version = self.server_version(timeout_s)
         minimum = MINIMUM_VERSIONS[self.backend]
         if version[: len(minimum)] < minimum:
-            name = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}[self.backend]
             raise DatabaseError(
-                f"{name} at {self.masked} is version {_dotted(version)}; "
+                f"{BACKEND_NAMES[self.backend]} at {self.masked} is version {_dotted(version)}; "
                 f"HyperSpot needs {_dotted(minimum)} or newer"
             )
         return version
