@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Launcher, run_cli
+from conftest import Launcher, free_port, run_cli
 
 from hyperspot.platform.db.urls import DatabaseError, parse_database_url
 from hyperspot.sandbox.databases import ProvisionedDatabase
@@ -54,6 +54,7 @@ def test_unreachable_database_stops_start_up_with_one_line(tmp_path: Path) -> No
         env={
             "HYPERSPOT_DATABASE__URL": "postgresql://app:hunter2@127.0.0.1:1/hs",
             "HYPERSPOT_DATA_DIR": str(tmp_path),
+            "HYPERSPOT_SERVER__PORT": str(free_port()),
         },
     )
     assert result.returncode == 1
