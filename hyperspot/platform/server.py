@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -135,7 +134,8 @@ def serve(config_path: Path | None) -> None:
         _masked_database(loaded),
     )
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        # Server.run, not asyncio.run: it picks uvicorn's loop (uvloop when installed).
+        server.run(sockets=[sock])
     except SystemExit:
         # Uvicorn exits the process when lifespan start-up fails; the CLI should say why instead.
         if app.startup_error is None:
