@@ -135,7 +135,13 @@ def test_requests_past_the_grace_period_are_cut(launcher: Launcher, tmp_path: Pa
     assert server.process.wait(timeout=30) == 0
     assert time.monotonic() - started < 10
     worker.join(timeout=30)
-    assert outcomes and not (isinstance(outcomes[0], httpx.Response) and outcomes[0].is_success)
+    assert len(outcomes) == 1
+    cut = outcomes[0]
+    assert isinstance(cut, httpx.Response), cut
+    assert cut.status_code == 503
+    assert cut.headers["content-type"] == "application/problem+json"
+    assert cut.json()["detail"] == "the server is shutting down; retry the request"
+    assert cut.json()["request_id"] == cut.headers["x-request-id"] != ""
 
 
 def merge_grace(config: dict[str, object], seconds: float) -> dict[str, object]:

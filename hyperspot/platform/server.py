@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -17,7 +19,8 @@ import uvicorn
 from hyperspot.platform.config import LoadedConfig, load_config, mask_url
 from hyperspot.platform.errors import HyperspotError
 from hyperspot.platform.gateway.app import AsgiApp
-from hyperspot.platform.logs import configure_logging
+from hyperspot.platform.gateway.problems import PROBLEM_MEDIA_TYPE, Problem, problem_document
+from hyperspot.platform.logs import configure_logging, request_id_var
 from hyperspot.platform.runtime import Runtime, load_modules
 
 logger = logging.getLogger("hyperspot.server")
@@ -40,9 +43,28 @@ class HyperspotApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif self.gateway is not None:
-            await self.gateway(scope, receive, send)
+            await self._serve_request(self.gateway, scope, receive, send)
         else:  # pragma: no cover - servers do not route requests before lifespan start-up completes
             raise RuntimeError("request before start-up completed")
+
+    async def _serve_request(
+        self, gateway: AsgiApp, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await gateway(scope, receive, tracked_send)
+        except asyncio.CancelledError:
+            # The grace period ended with this request still running: say so in the API's own
+            # error format (uvicorn would answer a bare text 500), then let the cancellation go on.
+            if scope["type"] == "http" and not started:
+                await _send_shutdown_problem(scope, send)
+            raise
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -61,6 +83,27 @@ class HyperspotApp:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _send_shutdown_problem(scope: Scope, send: Send) -> None:
+    # The gateway's middleware set the request id in this task's context.
+    request_id = request_id_var.get()
+    problem = Problem(503, "the server is shutting down; retry the request")
+    body = json.dumps(problem_document(problem, scope.get("path", ""), request_id)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+                (b"x-request-id", request_id.encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def prepare(config_path: Path | None, *, quiet: bool = False) -> tuple[LoadedConfig, Runtime]:

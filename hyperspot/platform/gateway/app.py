@@ -31,7 +31,7 @@ logger = logging.getLogger("hyperspot.gateway")
 access_logger = logging.getLogger("hyperspot.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 JSON_MEDIA = "application/json"
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
@@ -50,7 +50,7 @@ class RequestIdMiddleware:
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         offered = req.get_header(REQUEST_ID_HEADER)
-        request_id = offered if offered and _VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = offered if offered and VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
         req.context.request_id = request_id
         req.context.started = time.perf_counter()
         request_id_var.set(request_id)
