@@ -183,3 +183,11 @@ def test_config_show_lists_sources_and_masks_secrets(tmp_path: Path) -> None:
     assert "hunter2" not in result.stdout
     table = run_cli("config", "show", "--config", str(path))
     assert "hunter2" not in table.stdout and "server.port" in table.stdout
+
+
+def test_module_config_cross_field_rule(tmp_path: Path) -> None:
+    result = run_cli("up", env={"HYPERSPOT_MODULES__NOTES__PAGE_SIZE": "500"})
+    assert result.returncode == 1
+    assert "modules.notes: Value error, page_size (500) exceeds max_page_size (200)" in (
+        result.stderr
+    )

@@ -1,4 +1,6 @@
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class NotesConfig(BaseModel):
@@ -11,3 +13,11 @@ class NotesConfig(BaseModel):
     max_notes_per_tenant: int = Field(
         default=10_000, ge=0, description="Quota: how many notes one tenant may keep."
     )
+
+    @model_validator(mode="after")
+    def _page_size_within_limit(self) -> Self:
+        if self.page_size > self.max_page_size:
+            raise ValueError(
+                f"page_size ({self.page_size}) exceeds max_page_size ({self.max_page_size})"
+            )
+        return self

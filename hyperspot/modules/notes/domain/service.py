@@ -58,7 +58,7 @@ class NotesService:
                 "updated_at": ListField(datetime, sort=True),
             },
             default_order="created_at asc",
-            default_limit=min(config.page_size, config.max_page_size),
+            default_limit=config.page_size,
             max_limit=config.max_page_size,
         )
 
