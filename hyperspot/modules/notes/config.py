@@ -16,6 +16,9 @@ class NotesConfig(BaseModel):
 
     @model_validator(mode="after")
     def _page_size_within_limit(self) -> Self:
+        if self.page_size > self.max_page_size and "page_size" not in self.model_fields_set:
+            # Only the default is too large: follow the configured limit.
+            object.__setattr__(self, "page_size", self.max_page_size)
         if self.page_size > self.max_page_size:
             raise ValueError(
                 f"page_size ({self.page_size}) exceeds max_page_size ({self.max_page_size})"
