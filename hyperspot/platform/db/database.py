@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -120,6 +121,17 @@ class PlatformDatabase:
 
     def close(self) -> None:
         if self._pool is not None:
+            # Pony keeps one connection per thread: close each worker's own before the threads
+            # go. The barrier makes every worker take exactly one of these tasks.
+            workers = self.settings.pool_size
+            barrier = threading.Barrier(workers)
+
+            def disconnect() -> None:
+                barrier.wait(timeout=10)
+                self.schema.disconnect()
+
+            for done in [self._pool.submit(disconnect) for _ in range(workers)]:
+                done.result()
             self._pool.shutdown(wait=True)
             self._pool = None
         if self.mapped:
