@@ -13,7 +13,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 # The machines have the Python they need; never fetch an interpreter.
 nox.options.download_python = "never"
-nox.options.sessions = ["lint", "typecheck", "tests", "coverage"]
+nox.options.sessions = ["lint", "typecheck", "tests", "coverage", "compat"]
 
 PYTHON = "3.11"
 DATABASES = ("sqlite", "postgres", "mariadb")
@@ -57,3 +57,14 @@ def coverage(session: nox.Session) -> None:
     session.install("coverage[toml]>=7.5")
     session.run("coverage", "combine", "--quiet", *map(_coverage_file, DATABASES))
     session.run("coverage", "report")
+
+
+# Pony decompiles bytecode, so every Python minor version the package admits is tested: the
+# matrix above on 3.11, and the whole suite on SQLite on the others.
+OTHER_PYTHONS = ("3.12", "3.13")
+
+
+@nox.session(python=OTHER_PYTHONS)
+def compat(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs, env={"HYPERSPOT_TEST_DB": "sqlite"})
