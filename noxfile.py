@@ -5,6 +5,7 @@ keeps its coverage data apart (``.nox/coverage-data/.coverage.<db>``); ``coverag
 them first) combines them, so the 90% floor applies to the whole matrix, not to each backend.
 """
 
+import os
 from pathlib import Path
 
 import nox
@@ -13,6 +14,8 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 # The machines have the Python they need; never fetch an interpreter.
 nox.options.download_python = "never"
+# A missing interpreter fails the run instead of skipping what it was meant to check.
+nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["lint", "typecheck", "tests", "coverage", "compat"]
 
 PYTHON = "3.11"
@@ -62,6 +65,24 @@ def coverage(session: nox.Session) -> None:
 # Pony decompiles bytecode, so every Python minor version the package admits is tested: the
 # matrix above on 3.11, and the whole suite on SQLite on the others.
 OTHER_PYTHONS = ("3.12", "3.13")
+
+
+def _expose_pyenv_pythons() -> None:
+    """pyenv's shims answer only for the selected versions: select every one nox needs."""
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    if not versions.is_dir() or "PYENV_VERSION" in os.environ:
+        return
+    chosen = []
+    for minor in (PYTHON, *OTHER_PYTHONS):
+        found = sorted(
+            versions.glob(f"{minor}.*"),
+            key=lambda p: [int(n) for n in p.name.split(".") if n.isdigit()],
+        )
+        chosen += [found[-1].name] if found else []
+    os.environ["PYENV_VERSION"] = ":".join(chosen)
+
+
+_expose_pyenv_pythons()
 
 
 @nox.session(python=OTHER_PYTHONS)
