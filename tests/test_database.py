@@ -69,11 +69,13 @@ def test_too_old_server_is_refused(database: ProvisionedDatabase) -> None:
 
     minimum = urls.MINIMUM_VERSIONS[database.url.backend]
     urls.MINIMUM_VERSIONS[database.url.backend] = (99,)
+    connection = database.url.connect(autocommit=True)
     try:
         with pytest.raises(DatabaseError, match=r"is version .*; HyperSpot needs 99 or newer"):
-            database.url.check_version()
+            database.url.check_version(connection)
     finally:
         urls.MINIMUM_VERSIONS[database.url.backend] = minimum
+        connection.close()
 
 
 def test_two_servers_starting_together_migrate_once(

@@ -41,12 +41,15 @@ class PlatformDatabase:
 
     def check_server(self) -> None:
         """Reach the server, check its version, and warn where tenant walls would be weakened."""
-        version = self.url.check_version(self.settings.connect_timeout_s)
-        logger.info(
-            "database %s (%s %s)", self.url.masked, self.url.backend, ".".join(map(str, version))
-        )
         connection = self.url.connect(autocommit=True, timeout_s=self.settings.connect_timeout_s)
         try:
+            version = self.url.check_version(connection)
+            logger.info(
+                "database %s (%s %s)",
+                self.url.masked,
+                self.url.backend,
+                ".".join(map(str, version)),
+            )
             cursor = connection.cursor()
             if self.url.backend == "sqlite":
                 # WAL lets readers proceed while one writer commits.

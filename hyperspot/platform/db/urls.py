@@ -145,25 +145,22 @@ class DatabaseUrl:
                 f"{_first_line(error)}"
             ) from None
 
-    def server_version(self, timeout_s: float = 10) -> tuple[int, ...]:
+    def server_version(self, connection: Any) -> tuple[int, ...]:
+        """The version of the server behind ``connection`` (one from ``connect``)."""
         if self.backend == "sqlite":
             return sqlite3.sqlite_version_info
-        connection = self.connect(autocommit=True, timeout_s=timeout_s)
-        try:
-            cursor = connection.cursor()
-            if self.backend == "postgres":
-                cursor.execute("SHOW server_version_num")
-                number = int(cursor.fetchone()[0])  # e.g. 150020 for 15.20
-                return (number // 10000, number % 10000)
-            cursor.execute("SELECT VERSION()")
-            text = str(cursor.fetchone()[0]).split("-", 1)[0]
-            return tuple(int(part) for part in text.split(".")[:3])
-        finally:
-            connection.close()
+        cursor = connection.cursor()
+        if self.backend == "postgres":
+            cursor.execute("SHOW server_version_num")
+            number = int(cursor.fetchone()[0])  # e.g. 150020 for 15.20
+            return (number // 10000, number % 10000)
+        cursor.execute("SELECT VERSION()")
+        text = str(cursor.fetchone()[0]).split("-", 1)[0]
+        return tuple(int(part) for part in text.split(".")[:3])
 
-    def check_version(self, timeout_s: float = 10) -> tuple[int, ...]:
-        """Connect, read the server version, and refuse one older than the supported minimum."""
-        version = self.server_version(timeout_s)
+    def check_version(self, connection: Any) -> tuple[int, ...]:
+        """Read the server version and refuse one older than the supported minimum."""
+        version = self.server_version(connection)
         minimum = MINIMUM_VERSIONS[self.backend]
         if version[: len(minimum)] < minimum:
             raise DatabaseError(
