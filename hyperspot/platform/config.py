@@ -135,15 +135,17 @@ class LoadedConfig:
     sources: dict[ConfigPath, Source] = field(default_factory=dict)
 
     def source_of(self, path: ConfigPath) -> Source:
-        # A value inherits the source of its nearest ancestor that was set explicitly.
-        for end in range(len(path), 0, -1):
-            found = self.sources.get(path[:end])
-            if found is not None:
-                return found
-        # A section only ever set through its children (by environment variables) has theirs.
-        return next(
-            (src for key, src in self.sources.items() if key[: len(path)] == path), DEFAULT_SOURCE
-        )
+        return _source_of(self.sources, path)
+
+
+def _source_of(sources: Mapping[ConfigPath, Source], path: ConfigPath) -> Source:
+    # A value inherits the source of its nearest ancestor that was set explicitly.
+    for end in range(len(path), 0, -1):
+        found = sources.get(path[:end])
+        if found is not None:
+            return found
+    # A section only ever set through its children (by environment variables) has theirs.
+    return next((src for key, src in sources.items() if key[: len(path)] == path), DEFAULT_SOURCE)
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -259,11 +261,10 @@ def _apply_env(
 def _describe(
     error: ValidationError, prefix: ConfigPath, sources: Mapping[ConfigPath, Source]
 ) -> list[str]:
-    loaded = LoadedConfig(settings=PlatformSettings(), sources=dict(sources))
     problems = []
     for item in error.errors(include_url=False):
         path: ConfigPath = prefix + tuple(item["loc"])
-        source = loaded.source_of(path)
+        source = _source_of(sources, path)
         if item["type"] == "extra_forbidden":
             parent = _model_fields_at(path[:-1])
             problems.append(_unknown_key(path, parent, source))
