@@ -32,15 +32,7 @@ def _now() -> datetime:
 
 
 def to_note(row: Any) -> Note:
-    return Note(
-        id=row.id,
-        title=row.title,
-        body=row.body,
-        priority=row.priority,
-        pinned=row.pinned,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return Note.model_validate(row, from_attributes=True)
 
 
 class NotesService:
