@@ -84,14 +84,14 @@ def test_token_issue_mints_a_verifiable_token_and_needs_a_secret() -> None:
         "acme",
         "--subject",
         "ann",
-        "--permissions",
-        "notes:read, notes:write",
+        "--roles",
+        "member, editor",
         env={"HYPERSPOT_AUTH__JWT__SECRET": secret},
     )
     assert result.returncode == 0, result.stderr
     claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"], audience="hyperspot")
     assert (claims["tenant"], claims["sub"]) == ("acme", "ann")
-    assert claims["permissions"] == ["notes:read", "notes:write"]
+    assert claims["roles"] == ["editor", "member"]
     shown = run_cli("config", "show", "--json", env={"HYPERSPOT_AUTH__JWT__SECRET": secret})
     assert secret not in shown.stdout
     refused = run_cli("token", "issue", "--tenant", "acme", "--subject", "ann")

@@ -628,7 +628,7 @@ def test_openapi_shows_the_dollar_names_and_the_limit_bound() -> None:
         body_model=None,
         responses=(ResponseSpec(200, Out, "OK"),),
         errors={},
-        access=Access(None),
+        access=Access(None, authenticated=False),
         rate_limit=None,
         handler=handler,
     )

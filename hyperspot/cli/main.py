@@ -15,6 +15,7 @@ from hyperspot import __version__
 from hyperspot.cli.common import ConfigOption, fail, out
 from hyperspot.cli.migrate import migrate_app
 from hyperspot.cli.sandbox import sandbox_app
+from hyperspot.cli.tenants import tenants_app
 from hyperspot.platform.config import flatten, load_config, mask_secrets
 from hyperspot.platform.errors import HyperspotError
 
@@ -29,6 +30,7 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 app.add_typer(config_app, name="config")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(tenants_app, name="tenants")
 
 
 def _print_version(value: bool) -> None:
@@ -203,21 +205,20 @@ app.add_typer(token_app, name="token")
 def token_issue(
     tenant: Annotated[str, typer.Option(help="The tenant the token acts in.")],
     subject: Annotated[str, typer.Option(help="Who the token speaks for.")],
-    permissions: Annotated[
-        str, typer.Option(help="Comma-separated permissions, e.g. notes:read,notes:write.")
-    ] = "",
+    roles: Annotated[
+        str,
+        typer.Option(help="Comma-separated roles in that tenant, e.g. member or tenant-admin."),
+    ] = "member",
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
     config: ConfigOption = None,
 ) -> None:
-    """Mint a token signed with auth.jwt.secret (for development; print it to stdout)."""
+    """Mint a token signed with auth.jwt.secret (for development; printed to stdout)."""
     from hyperspot.platform.auth import issue_token
 
     try:
         settings = load_config(config).settings.auth.jwt
-        granted = [p.strip() for p in permissions.split(",") if p.strip()]
-        token = issue_token(
-            settings, tenant=tenant, subject=subject, permissions=granted, ttl_s=ttl
-        )
+        granted = [r.strip() for r in roles.split(",") if r.strip()]
+        token = issue_token(settings, tenant=tenant, subject=subject, roles=granted, ttl_s=ttl)
     except HyperspotError as error:
         raise fail(str(error)) from None
     sys.stdout.write(token + "\n")

@@ -11,6 +11,7 @@ from hyperspot.platform.errors import (
 )
 from hyperspot.platform.gateway.operations import Call, OperationBuilder, Reply, RestApi
 from hyperspot.platform.gateway.problems import FieldError, Problem
+from hyperspot.platform.identity import Permission, RequestOrigin
 from hyperspot.platform.module import Capability, HealthCheck, Module, ModuleContext, NoConfig
 
 __all__ = [
@@ -29,8 +30,10 @@ __all__ = [
     "NoConfig",
     "OperationBuilder",
     "OperationError",
+    "Permission",
     "Problem",
     "Reply",
+    "RequestOrigin",
     "RestApi",
     "StartupError",
 ]

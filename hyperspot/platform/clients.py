@@ -39,5 +39,10 @@ class ClientHub:
                 "enabled and listed in depends_on?"
             ) from None
 
+    def find(self, contract: type[T]) -> T | None:
+        """The registered client, or None: for contracts the platform can do without."""
+        entry = self._clients.get(contract)
+        return None if entry is None else cast(T, entry[1])
+
     def owners(self) -> dict[str, str]:
         return {contract.__qualname__: owner for contract, (owner, _) in self._clients.items()}

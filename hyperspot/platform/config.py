@@ -73,15 +73,76 @@ class DatabaseSettings(_Strict):
 
 class JwtSettings(_Strict):
     secret: str | None = Field(
-        default=None, description="HS256 signing secret; without it no bearer token is accepted."
+        default=None, description="HS256 signing secret (also what `hyperspot token issue` uses)."
+    )
+    jwks_file: Path | None = Field(
+        default=None,
+        description="A JWKS file with the RS256/ES256 public keys tokens are signed by.",
+    )
+    jwks_url: str | None = Field(
+        default=None, description="A JWKS URL (an identity provider's) for RS256/ES256 keys."
     )
     issuer: str = "hyperspot"
     audience: str = "hyperspot"
-    leeway_s: float = Field(default=30.0, ge=0, description="Allowed clock skew.")
+    leeway_s: float = Field(default=30.0, ge=0, le=600, description="Allowed clock skew.")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.secret or self.jwks_file or self.jwks_url)
+
+
+class DevAuthSettings(_Strict):
+    tenant: str = Field(default="root", description="The tenant every request acts in.")
+    subject: str = "developer"
 
 
 class AuthSettings(_Strict):
+    mode: Literal["jwt", "dev"] = Field(
+        default="jwt",
+        description=(
+            "'jwt': every protected operation needs a credential. 'dev': no authentication, "
+            "every request is a platform administrator; only on a loopback address."
+        ),
+    )
+    root_tenant: str = Field(
+        default="root",
+        description="The tenant at the top of the tree; its administrators run the platform.",
+    )
     jwt: JwtSettings = Field(default_factory=JwtSettings)
+    dev: DevAuthSettings = Field(default_factory=DevAuthSettings)
+    cache_ttl_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="How long roles, API keys and tenant states are reused before re-reading.",
+    )
+
+
+class BucketSettings(_Strict):
+    rate_per_s: float = Field(gt=0, description="Tokens added per second.")
+    burst: int = Field(ge=1, description="Bucket size: requests admitted at once.")
+
+
+class RateLimitClass(_Strict):
+    tenant: BucketSettings | None = Field(default=None, description="One bucket per tenant.")
+    subject: BucketSettings | None = Field(
+        default=None, description="One bucket per subject (or client address when anonymous)."
+    )
+
+
+class RateLimitSettings(_Strict):
+    backend: Literal["memory", "redis"] = Field(
+        default="memory",
+        description="'redis' shares the buckets between server instances.",
+    )
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    classes: dict[str, RateLimitClass] = Field(
+        default_factory=dict,
+        description=(
+            "Limits per operation class (an operation's rate_limit(), else 'default'); "
+            "a class not listed here is unlimited."
+        ),
+    )
 
 
 class LoggingSettings(_Strict):
@@ -98,6 +159,7 @@ class PlatformSettings(_Strict):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     # Each module's section is validated against that module's own config model once modules are
     # discovered (see ``validate_module_sections``); here it is only required to be a mapping.
     modules: dict[str, dict[str, Any]] = Field(default_factory=dict)

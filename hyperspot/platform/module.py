@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from hyperspot.platform.clients import ClientHub
 from hyperspot.platform.db.schema import Migration
 from hyperspot.platform.errors import ModuleLoadError
+from hyperspot.platform.identity import Permission
 
 if TYPE_CHECKING:
     from hyperspot.platform.config import PlatformSettings
@@ -77,6 +78,7 @@ class Module(Generic[C]):
     stop: Hook[C] | None = None
     health: HealthHook[C] | None = None
     migrations: tuple[Migration, ...] = ()
+    permissions: tuple[Permission, ...] = ()
 
     def __post_init__(self) -> None:
         if not MODULE_NAME.match(self.name):

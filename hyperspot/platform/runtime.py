@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from hyperspot import __version__
-from hyperspot.platform.auth import JwtAuthenticator
+from hyperspot.platform.auth import Authenticator
 from hyperspot.platform.clients import ClientHub
 from hyperspot.platform.config import LoadedConfig, validate_section
 from hyperspot.platform.db.database import PlatformDatabase
@@ -28,12 +28,20 @@ from hyperspot.platform.errors import ConfigError, StartupError
 from hyperspot.platform.gateway.app import AsgiApp, Gateway
 from hyperspot.platform.gateway.openapi import build_openapi
 from hyperspot.platform.gateway.operations import Call, Operation, Reply, RestApi, check_unique
+from hyperspot.platform.identity import (
+    IdentityResolver,
+    PermissionCatalogue,
+    StaticIdentityResolver,
+)
 from hyperspot.platform.module import Capability, HealthCheck, Module, ModuleContext, call_hook
+from hyperspot.platform.ratelimit import RateLimiter, build_rate_limiter
 from hyperspot.platform.registry import discover, resolve
 
 logger = logging.getLogger("hyperspot.runtime")
 
 PLATFORM = "platform"
+# Probes from load balancers and orchestrators: unlimited unless a 'health' class is configured.
+HEALTH_RATE_CLASS = "health"
 
 
 class ModuleState(StrEnum):
@@ -119,6 +127,11 @@ class Runtime:
                 module.config_model, section, ("modules", module.name), loaded
             )
         ordered = resolve(modules, disabled)
+        self.permissions = PermissionCatalogue(
+            (module.name, permission) for module in ordered for permission in module.permissions
+        )
+        self.clients.register(PermissionCatalogue, self.permissions, owner=PLATFORM)
+        self.limiter: RateLimiter | None = None
         uses_db = any(Capability.DB in module.capabilities for module in ordered)
         self.database = (
             PlatformDatabase(self.settings.database, self.settings.database_url)
@@ -171,6 +184,7 @@ class Runtime:
                 operations.extend(api.build())
                 record.state = ModuleState.REGISTERED
             check_unique(operations)
+            self._check_permissions(operations)
         except BaseException:
             await self.stop()
             raise
@@ -181,8 +195,26 @@ class Runtime:
         return build_openapi(self.operations, title="HyperSpot API", version=__version__)
 
     def build_app(self) -> AsgiApp:
-        authenticate = JwtAuthenticator(self.settings.auth.jwt)
-        return Gateway(self.settings.server, authenticate).build(self.operations, self.openapi())
+        auth = self.settings.auth
+        resolver = self.clients.find(IdentityResolver) or StaticIdentityResolver(
+            self.permissions, auth.root_tenant
+        )
+        authenticate = Authenticator(auth, resolver.verify_api_key)
+        self.limiter = build_rate_limiter(self.settings.rate_limits)
+        gateway = Gateway(self.settings.server, authenticate, resolver, self.limiter)
+        return gateway.build(self.operations, self.openapi())
+
+    def _check_permissions(self, operations: list[Operation]) -> None:
+        undeclared = [
+            f"{op.operation_id} requires '{op.access.permission}'"
+            for op in operations
+            if op.access.permission is not None and op.access.permission not in self.permissions
+        ]
+        if undeclared:
+            raise StartupError(
+                "operations require permissions no enabled module declares (add them to the "
+                "module's `permissions`): " + "; ".join(undeclared)
+            )
 
     async def start(self) -> None:
         try:
@@ -214,6 +246,8 @@ class Runtime:
                 await asyncio.gather(*context.tasks, return_exceptions=True)
             record.state = ModuleState.STOPPED
             logger.info("stopped module '%s'", record.module.name)
+        if self.limiter is not None:
+            await self.limiter.close()
         if self.database is not None:
             self.database.close()
 
@@ -312,6 +346,7 @@ class Runtime:
             .summary("Liveness: the process answers (no I/O)")
             .response(200, Liveness)
             .public()
+            .rate_limit(HEALTH_RATE_CLASS)
             .handler(liveness)
         )
         (
@@ -320,6 +355,7 @@ class Runtime:
             .response(200, Readiness, "Every module is ready and healthy")
             .response(503, Readiness, "Starting, stopping, or a module is unhealthy")
             .public()
+            .rate_limit(HEALTH_RATE_CLASS)
             .handler(readiness)
         )
         return api.build()

@@ -12,6 +12,8 @@ class SecurityContext:
     ``visible_tenants`` is the set of tenants this context may read and change: the own tenant
     unless an operation widens it (a parent managing its children). ``system`` marks
     platform-internal work that may cross tenants; it is never built from a request.
+    ``platform_admin`` marks an administrator of the root tenant; when one acts in another tenant
+    (``X-Tenant-Id``), ``tenant_id`` is that tenant and ``home_tenant`` the credential's own.
     """
 
     subject: str
@@ -21,14 +23,22 @@ class SecurityContext:
     token_id: str = ""
     visible_tenants: frozenset[str] = field(default_factory=frozenset)
     system: bool = False
+    platform_admin: bool = False
+    home_tenant: str = ""
 
     def __post_init__(self) -> None:
         if not self.visible_tenants and self.tenant_id:
             object.__setattr__(self, "visible_tenants", frozenset({self.tenant_id}))
+        if not self.home_tenant:
+            object.__setattr__(self, "home_tenant", self.tenant_id)
 
     @classmethod
     def for_system(cls, reason: str) -> SecurityContext:
         return cls(subject=f"system:{reason}", tenant_id="", system=True)
+
+    @property
+    def acting_in_other_tenant(self) -> bool:
+        return self.home_tenant != self.tenant_id
 
     def allows(self, permission: str) -> bool:
         return permission in self.permissions

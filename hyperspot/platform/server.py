@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -116,8 +117,33 @@ def prepare(config_path: Path | None, *, quiet: bool = False) -> tuple[LoadedCon
     if quiet:
         logging_settings = logging_settings.model_copy(update={"level": "WARNING"})
     configure_logging(logging_settings)
+    check_auth_mode(loaded)
     modules = load_modules(loaded)
     return loaded, Runtime(loaded, modules)
+
+
+def check_auth_mode(loaded: LoadedConfig) -> None:
+    """Development mode (no authentication) only on a loopback address, and never quietly."""
+    settings = loaded.settings
+    if settings.auth.mode != "dev":
+        return
+    host = settings.server.host
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise HyperspotError(
+            f"auth.mode is 'dev' (no authentication) and server.host is {host}: development mode "
+            "serves only loopback addresses (127.0.0.1, ::1); set auth.mode: jwt to serve others "
+            f"(auth.mode from {loaded.source_of(('auth', 'mode'))})"
+        )
+    logger.warning(
+        "DEVELOPMENT MODE: authentication is OFF (auth.mode: dev). Every request acts as '%s', "
+        "administrator of tenant '%s'. Never run this way outside your own machine.",
+        settings.auth.dev.subject,
+        settings.auth.dev.tenant,
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -5,7 +5,7 @@ from hyperspot.modules.notes.config import NotesConfig
 from hyperspot.modules.notes.contract import NotesApi
 from hyperspot.modules.notes.domain.service import NotesService
 from hyperspot.modules.notes.infra.storage import MIGRATIONS, define_entities
-from hyperspot.platform import Capability, Module, ModuleContext
+from hyperspot.platform import Capability, Module, ModuleContext, Permission
 
 
 def init(ctx: ModuleContext[NotesConfig]) -> None:
@@ -24,4 +24,8 @@ module = Module(
     init=init,
     register_rest=register_rest,
     migrations=MIGRATIONS,
+    permissions=(
+        Permission("notes:read", "Read and list the tenant's notes", member=True),
+        Permission("notes:write", "Create, change and delete the tenant's notes", member=True),
+    ),
 )

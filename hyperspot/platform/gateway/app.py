@@ -17,14 +17,23 @@ from pydantic import BaseModel, ValidationError
 
 from hyperspot.platform.config import ServerSettings
 from hyperspot.platform.gateway.docs import DocsAssetResource, DocsPageResource
-from hyperspot.platform.gateway.operations import Call, Operation, Reply
+from hyperspot.platform.gateway.operations import DEFAULT_RATE_CLASS, Call, Operation, Reply
 from hyperspot.platform.gateway.problems import (
+    CHALLENGE,
     PROBLEM_MEDIA_TYPE,
     FieldError,
     Problem,
     problem_document,
 )
+from hyperspot.platform.identity import (
+    TENANT_HEADER,
+    AccessDeniedError,
+    IdentityResolver,
+    Principal,
+    RequestOrigin,
+)
 from hyperspot.platform.logs import request_id_var
+from hyperspot.platform.ratelimit import RateLimiter
 from hyperspot.platform.security import SecurityContext
 
 logger = logging.getLogger("hyperspot.gateway")
@@ -36,13 +45,9 @@ JSON_MEDIA = "application/json"
 
 AsgiApp = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]
 
-# Turns a request's credential into a security context: None when there is no credential,
+# Turns a request's credential into a verified principal: None when there is no credential,
 # a 401 Problem when there is a bad one.
-Authenticator = Callable[[falcon.asgi.Request], Awaitable[SecurityContext | None]]
-
-
-async def no_credentials(request: falcon.asgi.Request) -> SecurityContext | None:
-    return None
+Authenticator = Callable[[falcon.asgi.Request], Awaitable[Principal | None]]
 
 
 class RequestIdMiddleware:
@@ -154,10 +159,16 @@ def _is_list(annotation: Any) -> bool:
 
 class Gateway:
     def __init__(
-        self, settings: ServerSettings, authenticate: Authenticator = no_credentials
+        self,
+        settings: ServerSettings,
+        authenticate: Authenticator,
+        resolver: IdentityResolver,
+        limiter: RateLimiter,
     ) -> None:
         self.settings = settings
         self.authenticate = authenticate
+        self.resolver = resolver
+        self.limiter = limiter
 
     def build(self, operations: Sequence[Operation], openapi: dict[str, Any]) -> AsgiApp:
         middleware: list[Any] = [RequestIdMiddleware()]
@@ -188,24 +199,53 @@ class Gateway:
         self, op: Operation
     ) -> Callable[[falcon.asgi.Request, falcon.asgi.Response], Awaitable[None]]:
         max_body = self.settings.max_body_bytes
-        authenticate = self.authenticate
+        identify = self._identify
+        limiter = self.limiter
+        limit_class = op.rate_limit or DEFAULT_RATE_CLASS
 
         async def respond(
             req: falcon.asgi.Request, resp: falcon.asgi.Response, **params: str
         ) -> None:
             if not (req.client_accepts_json or req.client_accepts(PROBLEM_MEDIA_TYPE)):
                 raise Problem(406, f"this operation answers {JSON_MEDIA}; check the Accept header")
-            security = await authenticate(req)
-            permission = op.access.permission
-            if permission is not None:
-                if security is None:
+            origin = RequestOrigin(
+                client=req.remote_addr or "",
+                request_id=req.context.request_id,
+                method=req.method,
+                path=req.path,
+            )
+            security = await identify(req, origin)
+            access = op.access
+            if access.authenticated and security is None:
+                wanted = f"the permission '{access.permission}'" if access.permission else "any"
+                raise Problem(
+                    401,
+                    f"this operation requires a credential ({wanted})",
+                    headers=CHALLENGE,
+                )
+            if (
+                security is not None
+                and access.permission
+                and not security.allows(access.permission)
+            ):
+                raise Problem(403, f"the credential lacks the permission '{access.permission}'")
+            if security is None:
+                decision = await limiter.admit(limit_class, None, f"ip:{origin.client}")
+            else:
+                # The caller's own tenant pays, also when a platform administrator acts elsewhere.
+                decision = await limiter.admit(
+                    limit_class,
+                    security.home_tenant,
+                    f"{security.home_tenant}/{security.subject}",
+                )
+            if decision is not None:
+                if not decision.allowed:
                     raise Problem(
-                        401,
-                        f"this operation requires a credential with the permission '{permission}'",
-                        headers={"WWW-Authenticate": 'Bearer realm="hyperspot"'},
+                        429,
+                        f"rate limit '{limit_class}' exceeded: retry in {decision.retry_after_s} s",
+                        headers=decision.headers(),
                     )
-                if not security.allows(permission):
-                    raise Problem(403, f"the credential lacks the permission '{permission}'")
+                resp.set_headers(decision.headers())
             path = _validated(op.path_model, params, "path")
             query = _validated(op.query_model, _query_dict(req, op.query_model), "query")
             body = None
@@ -215,7 +255,7 @@ class Gateway:
                 )
             call = Call(
                 req,
-                request_id=req.context.request_id,
+                origin=origin,
                 security=security,
                 query=query,
                 path=path,
@@ -225,6 +265,17 @@ class Gateway:
             _write(op, resp, result)
 
         return respond
+
+    async def _identify(
+        self, req: falcon.asgi.Request, origin: RequestOrigin
+    ) -> SecurityContext | None:
+        principal = await self.authenticate(req)
+        if principal is None:
+            return None
+        try:
+            return await self.resolver.resolve(principal, req.get_header(TENANT_HEADER), origin)
+        except AccessDeniedError as error:
+            raise Problem(403, str(error)) from None
 
 
 async def _read_body(req: falcon.asgi.Request, max_body: int) -> bytes:

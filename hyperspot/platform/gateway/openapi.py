@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
-from hyperspot.platform.gateway.operations import Operation
+from hyperspot.platform.gateway.operations import DEFAULT_RATE_CLASS, Operation
 from hyperspot.platform.gateway.problems import PROBLEM_MEDIA_TYPE, ProblemDetails
 
 REF = "#/components/schemas/{model}"
@@ -76,7 +76,8 @@ def _responses(op: Operation, schemas: _Schemas, has_input: bool) -> dict[str, A
         errors[415] = "Request body is not JSON"
     if not op.access.is_public:
         errors[401] = "Missing or invalid credential"
-        errors[403] = "The credential lacks the required permission"
+        errors[403] = "The credential lacks the required permission, or its tenant is suspended"
+    errors[429] = "Rate limit exceeded (when limits are configured for the operation's class)"
     errors.update(op.errors)
     problem = {PROBLEM_MEDIA_TYPE: {"schema": schemas.ref(ProblemDetails, "serialization")}}
     for status in sorted(errors):
@@ -103,9 +104,9 @@ def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     entry["responses"] = _responses(op, schemas, bool(parameters) or op.body_model is not None)
     if not op.access.is_public:
         entry["security"] = [{"bearerAuth": []}]
+    if op.access.permission:
         entry["x-hyperspot-permission"] = op.access.permission
-    if op.rate_limit:
-        entry["x-hyperspot-rate-limit"] = op.rate_limit
+    entry["x-hyperspot-rate-limit"] = op.rate_limit or DEFAULT_RATE_CLASS
     return entry
 
 

@@ -27,6 +27,7 @@ import falcon.asgi
 from pydantic import BaseModel
 
 from hyperspot.platform.errors import OperationError
+from hyperspot.platform.identity import PERMISSION, RequestOrigin
 from hyperspot.platform.security import SecurityContext
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,8 +35,8 @@ M = TypeVar("M", bound=BaseModel)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 OPERATION_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 PATH_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+DEFAULT_RATE_CLASS = "default"
 PATH = re.compile(r"^(/[a-z0-9._~-]+|/\{[a-z_][a-z0-9_]*\})+$|^/$")
-PERMISSION = re.compile(r"^[a-z][a-z0-9_-]*:[a-z][a-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,21 @@ class Call:
         self,
         request: falcon.asgi.Request,
         *,
-        request_id: str,
+        origin: RequestOrigin,
         security: SecurityContext | None,
         query: BaseModel | None,
         path: BaseModel | None,
         body: BaseModel | None,
     ) -> None:
         self.request = request
-        self.request_id = request_id
+        self.origin = origin
+        self.request_id = origin.request_id
         self._security = security
         self._inputs: dict[str, BaseModel | None] = {"query": query, "path": path, "body": body}
 
     @property
     def security(self) -> SecurityContext:
-        """The caller's verified context; only operations that require a permission have one."""
+        """The caller's verified context; public operations have one only if a credential came."""
         if self._security is None:
             raise RuntimeError("a public operation has no security context")
         return self._security
@@ -100,13 +102,14 @@ class ResponseSpec:
 
 @dataclass(frozen=True)
 class Access:
-    """The access decision of an operation: public, or a required permission."""
+    """The access decision of an operation: public, any credential, or a required permission."""
 
     permission: str | None
+    authenticated: bool
 
     @property
     def is_public(self) -> bool:
-        return self.permission is None
+        return not self.authenticated
 
 
 @dataclass(frozen=True)
@@ -198,14 +201,20 @@ class OperationBuilder:
         return self
 
     def public(self) -> OperationBuilder:
-        return self._decide(Access(permission=None))
+        """Anyone may call it, without a credential."""
+        return self._decide(Access(permission=None, authenticated=False))
+
+    def authenticated(self) -> OperationBuilder:
+        """Any valid credential may call it (e.g. "who am I"); no permission is needed."""
+        return self._decide(Access(permission=None, authenticated=True))
 
     def require(self, permission: str) -> OperationBuilder:
+        """Only a credential holding ``permission`` in the tenant it acts in may call it."""
         if not PERMISSION.match(permission):
             raise OperationError(
                 f"{self.name}: permission {permission!r} must look like 'resource:action'"
             )
-        return self._decide(Access(permission=permission))
+        return self._decide(Access(permission=permission, authenticated=True))
 
     def rate_limit(self, limit_class: str) -> OperationBuilder:
         self._rate_limit = limit_class
@@ -237,7 +246,9 @@ class OperationBuilder:
         elif not 200 <= self._responses[0].status < 300:
             problems.append("the first declared response must be the 2xx success")
         if self._access is None:
-            problems.append("no access decision: call public() or require('resource:action')")
+            problems.append(
+                "no access decision: call public(), authenticated() or require('resource:action')"
+            )
         if self._body is not None and self._method in ("GET", "DELETE"):
             problems.append(f"{self._method} operations take no body")
         problems.extend(self._path_problems())

@@ -17,6 +17,10 @@ class FieldError(BaseModel):
     message: str
 
 
+# Sent with every 401, as RFC 9110 requires.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="hyperspot"'}
+
+
 class ProblemDetails(BaseModel):
     """An RFC 9457 problem document."""
 

@@ -20,7 +20,12 @@ class Note(BaseModel):
 
 class NewNote(BaseModel):
     # extra="forbid": a forged tenant_id (or any unknown field) in a body is refused, not ignored.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"title": "Quarterly plan", "body": "Draft", "priority": 2}]
+        },
+    )
 
     title: str = Field(min_length=1, max_length=200)
     body: str = Field(default="", max_length=100_000)
@@ -29,7 +34,10 @@ class NewNote(BaseModel):
 
 
 class NoteChanges(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"title": "Quarterly plan (final)", "pinned": True}]},
+    )
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
     body: str | None = Field(default=None, max_length=100_000)
