@@ -1,0 +1,1 @@
+"""Audit: the tenant-scoped, append-only log of administrative actions."""
