@@ -187,3 +187,46 @@ def make_database(tmp_path: Path) -> Iterator[Callable[..., ProvisionedDatabase]
 def database(make_database: Callable[..., ProvisionedDatabase]) -> ProvisionedDatabase:
     """One fresh database on the engine under test."""
     return make_database()
+
+
+# Credentials: every server the tests start with ``secured_config`` signs tokens with this.
+
+TEST_SECRET = "hyperspot-test-secret-0123456789abcdef"
+ROOT = "root"
+
+
+def bearer(
+    tenant: str,
+    subject: str = "",
+    roles: tuple[str, ...] = ("tenant-admin",),
+    ttl_s: int = 3600,
+    secret: str = TEST_SECRET,
+) -> dict[str, str]:
+    """Authorization header of a token the test servers accept."""
+    from hyperspot.platform.auth import issue_token
+    from hyperspot.platform.config import JwtSettings
+
+    token = issue_token(
+        JwtSettings(secret=secret),
+        tenant=tenant,
+        subject=subject or f"admin-of-{tenant}",
+        roles=roles,
+        ttl_s=ttl_s,
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def secured_config(database_url: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Server config with the test signing secret, on the given database."""
+    base = {"database": {"url": database_url}, "auth": {"jwt": {"secret": TEST_SECRET}}}
+    return merge(base, extra or {})
+
+
+def add_tenant(server: Server, tenant_id: str, parent: str = ROOT) -> None:
+    """Create a tenant as the platform administrator (a tenant admin of the root tenant)."""
+    response = server.client.post(
+        "/tenants/v1/tenants",
+        json={"id": tenant_id, "name": tenant_id.title(), "parent_id": parent},
+        headers=bearer(ROOT),
+    )
+    assert response.status_code == 201, response.text

@@ -143,7 +143,10 @@ def test_up_refuses_bad_module_value_and_unknown_module(tmp_path: Path) -> None:
     path = write(tmp_path, "modules:\n  helo: {}\n")
     result = run_cli("up", "--config", str(path))
     assert result.returncode == 1
-    assert f"modules.helo: no such module (from {path}:2; installed: hello, notes)" in result.stderr
+    assert (
+        f"modules.helo: no such module (from {path}:2; "
+        "installed: access, audit, hello, notes, tenants)" in result.stderr
+    )
     path = write(tmp_path, "modules:\n  hello:\n    volume: 11\n")
     assert (
         f"modules.hello.volume: unknown key (from {path}:3)"

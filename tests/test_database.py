@@ -98,8 +98,14 @@ def test_two_servers_starting_together_migrate_once(
     connection = database.url.connect(autocommit=True)
     try:
         cursor = connection.cursor()
-        cursor.execute("SELECT module, version FROM hyperspot_migrations ORDER BY version")
-        assert [tuple(row) for row in cursor.fetchall()] == [("notes", 1), ("notes", 2)]
+        cursor.execute("SELECT module, version FROM hyperspot_migrations ORDER BY module, version")
+        assert [tuple(row) for row in cursor.fetchall()] == [
+            ("access", 1),
+            ("audit", 1),
+            ("notes", 1),
+            ("notes", 2),
+            ("tenants", 1),
+        ]
     finally:
         connection.close()
     for process, _, _ in (first, second):

@@ -28,6 +28,9 @@ def test_phases_run_in_dependency_order_and_stop_in_reverse(
     health = server.client.get("/health").json()
     assert health["status"] == "ok"
     assert {m["name"]: m["state"] for m in health["modules"]} == {
+        "access": "ready",
+        "audit": "ready",
+        "tenants": "ready",
         "alpha": "ready",
         "beta": "ready",
         "gamma": "ready",

@@ -15,22 +15,19 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import TEST_ENGINE, Launcher, Server
+from conftest import TEST_ENGINE, Launcher, Server, add_tenant, bearer, secured_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pony.orm import PrimaryKey, Required
 
 from hyperspot.modules.notes.infra.storage import MIGRATIONS, NoteEntities, define_entities
-from hyperspot.platform.auth import issue_token
-from hyperspot.platform.config import DatabaseSettings, JwtSettings
+from hyperspot.platform.config import DatabaseSettings
 from hyperspot.platform.db import PlatformDatabase, ScopedSession, TenantViolationError
 from hyperspot.platform.db.migrations import MigrationRunner
 from hyperspot.platform.errors import HyperspotError
 from hyperspot.platform.security import SecurityContext
 from hyperspot.sandbox.databases import ProvisionedDatabase
 
-SECRET = "tenancy-test-secret-0123456789abcdef"
-JWT = JwtSettings(secret=SECRET)
 ALL = ("notes:read", "notes:write")
 
 
@@ -43,9 +40,9 @@ def context(tenant: str, *visible: str) -> SecurityContext:
     )
 
 
-def token(tenant: str, permissions: tuple[str, ...] = ALL) -> dict[str, str]:
-    value = issue_token(JWT, tenant=tenant, subject=f"user-of-{tenant}", permissions=permissions)
-    return {"Authorization": f"Bearer {value}"}
+def token(tenant: str, roles: tuple[str, ...] = ("member",)) -> dict[str, str]:
+    """A member of the server-side tenant ``tenant.lower()`` (tenant ids are lower case)."""
+    return bearer(tenant.lower(), f"user-of-{tenant}", roles)
 
 
 # ---- the scoped session, in process --------------------------------------------------------
@@ -249,13 +246,15 @@ def test_random_interleavings_never_cross_tenants(
 
 @pytest.fixture
 def notes_server(launcher: Launcher, database: ProvisionedDatabase) -> Server:
-    return launcher.start(
-        {
-            "database": {"url": database.url.url},
-            "auth": {"jwt": {"secret": SECRET}},
-            "modules": {"notes": {"max_notes_per_tenant": 5, "max_page_size": 3}},
-        }
+    server = launcher.start(
+        secured_config(
+            database.url.url,
+            {"modules": {"notes": {"max_notes_per_tenant": 5, "max_page_size": 3}}},
+        )
     )
+    add_tenant(server, "a")
+    add_tenant(server, "b")
+    return server
 
 
 def create(server: Server, tenant: str, title: str, **extra: Any) -> dict[str, Any]:
@@ -313,30 +312,27 @@ def test_http_forged_tenant_attempts_are_refused(notes_server: Server) -> None:
     )
     assert by_filter.status_code == 400
     assert "tenant_id" in by_filter.json()["detail"]
-    by_header = client.get("/notes/v1/notes", headers={**token("A"), "X-Tenant-Id": "B"})
-    assert [n["title"] for n in by_header.json()["items"]] == ["mine"]
+    by_header = client.get("/notes/v1/notes", headers={**token("A"), "X-Tenant-Id": "b"})
+    assert by_header.status_code == 403
     assert client.get("/notes/v1/notes", headers=token("B")).json()["items"] == [theirs]
 
 
 def test_http_credentials_and_permissions(notes_server: Server) -> None:
     client = notes_server.client
     assert client.get("/notes/v1/notes").status_code == 401
-    reader = token("A", ("notes:read",))
+    reader_role = {"name": "reader", "permissions": ["notes:read"]}
+    defined = client.post("/access/v1/tenants/a/roles", json=reader_role, headers=bearer("a"))
+    assert defined.status_code == 201
+    reader = token("A", ("reader",))
     assert client.get("/notes/v1/notes", headers=reader).status_code == 200
     denied = client.post("/notes/v1/notes", json={"title": "x"}, headers=reader)
     assert denied.status_code == 403
     assert "notes:write" in denied.json()["detail"]
-    forged = issue_token(
-        JwtSettings(secret="not-the-server-secret-0123456789ab"),
-        tenant="A",
-        subject="mallory",
-        permissions=ALL,
-    )
-    bad = client.get("/notes/v1/notes", headers={"Authorization": f"Bearer {forged}"})
+    forged = bearer("a", "mallory", ("member",), secret="not-the-server-secret-0123456789ab")
+    bad = client.get("/notes/v1/notes", headers=forged)
     assert bad.status_code == 401
     assert bad.json()["detail"].startswith("invalid token")
-    expired = issue_token(JWT, tenant="A", subject="a", permissions=ALL, ttl_s=-120)
-    old = client.get("/notes/v1/notes", headers={"Authorization": f"Bearer {expired}"})
+    old = client.get("/notes/v1/notes", headers=bearer("a", "a", ("member",), ttl_s=-120))
     assert old.json()["detail"] == "the token has expired"
 
 

@@ -1,0 +1,1 @@
+"""Roles, role assignments, API keys: who may do what in which tenant."""
