@@ -55,7 +55,7 @@ BACKENDS: tuple[Backend, ...] = ("sqlite", "postgres")
 NOTES = "/notes/v1/notes"
 LIST_TARGET = f"{NOTES}?limit=20"
 GET_TARGET = f"{NOTES}/{{id}}"
-PERMISSIONS = ("notes:read", "notes:write")
+ROLES = ("member",)
 CREATE_ATTEMPTS = 5
 
 
@@ -225,6 +225,14 @@ def measure(
     return raw, server_cpu, round(wrk_s / wall, 2), busy
 
 
+def create_tenants(base_url: str, admin_token: str, tenants: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        for tenant in tenants:
+            created = client.post("/tenants/v1/tenants", json={"id": tenant, "name": tenant})
+            created.raise_for_status()
+
+
 def problems_in(log: Path) -> list[str]:
     """Distinct warning/error lines the server logged (first 160 characters), most common first."""
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -240,12 +248,14 @@ def bench_database(wrk: str, backend: Backend, args: argparse.Namespace, log: IO
     report = Report(backend)
     secret = secrets.token_urlsafe(32)
     settings = JwtSettings(secret=secret)
+    tenants = [f"bench-{n}" for n in range(args.tenants)]
     tokens = [
-        issue_token(
-            settings, tenant=f"bench-{n}", subject=f"bench-user-{n}", permissions=PERMISSIONS
-        )
-        for n in range(args.tenants)
+        issue_token(settings, tenant=tenant, subject=f"user-of-{tenant}", roles=ROLES)
+        for tenant in tenants
     ]
+    platform_admin = issue_token(
+        settings, tenant="root", subject="bench-admin", roles=("tenant-admin",)
+    )
     env = {"HYPERSPOT_AUTH__JWT__SECRET": secret}
     if args.pool_size:
         env["HYPERSPOT_DATABASE__POOL_SIZE"] = str(args.pool_size)
@@ -253,6 +263,7 @@ def bench_database(wrk: str, backend: Backend, args: argparse.Namespace, log: IO
         database_url(backend) as database_env,
         server_process(env | database_env, log) as (base_url, server),
     ):
+        create_tenants(base_url, platform_admin, tenants)
         started = time.monotonic()
         ids, failures = asyncio.run(seed(base_url, tokens, args.notes, args.seed_concurrency))
         took = time.monotonic() - started
