@@ -86,7 +86,8 @@ def _serve_reloading(config: Path | None) -> None:
 
     from hyperspot.platform.server import prepare
 
-    loaded, _ = prepare(config)  # fail fast, with the CLI's message, before the reloader starts
+    # Fail fast, with the CLI's message, before the reloader starts.
+    loaded, _ = prepare(config, serving=True)
     if config is not None:
         os.environ["HYPERSPOT_CONFIG"] = str(config.resolve())
     watched = [str(Path(__file__).resolve().parents[1]), *map(str, loaded.settings.modules_path)]

@@ -107,17 +107,21 @@ async def _send_shutdown_problem(scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def prepare(config_path: Path | None, *, quiet: bool = False) -> tuple[LoadedConfig, Runtime]:
+def prepare(
+    config_path: Path | None, *, quiet: bool = False, serving: bool = False
+) -> tuple[LoadedConfig, Runtime]:
     """Load and validate configuration and modules: everything that can fail before serving.
 
-    ``quiet`` keeps informational logs out of commands that only inspect (openapi, modules).
+    ``quiet`` keeps informational logs out of commands that only inspect (openapi, modules);
+    ``serving`` adds the checks that only matter to a server that will accept requests.
     """
     loaded = load_config(config_path)
     logging_settings = loaded.settings.logging
     if quiet:
         logging_settings = logging_settings.model_copy(update={"level": "WARNING"})
     configure_logging(logging_settings)
-    check_auth_mode(loaded)
+    if serving:
+        check_auth_mode(loaded)
     modules = load_modules(loaded)
     return loaded, Runtime(loaded, modules)
 
@@ -183,7 +187,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def serve(config_path: Path | None) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests get the configured grace period."""
-    loaded, runtime = prepare(config_path)
+    loaded, runtime = prepare(config_path, serving=True)
     server_settings = loaded.settings.server
     sock = bind(server_settings.host, server_settings.port)
     app = HyperspotApp(runtime)
@@ -219,7 +223,7 @@ def serve(config_path: Path | None) -> None:
 def app_from_environment() -> HyperspotApp:
     """Factory for ``--reload``: the reloader re-imports this in a fresh process each time."""
     config = os.environ.get("HYPERSPOT_CONFIG")
-    _, runtime = prepare(Path(config) if config else None)
+    _, runtime = prepare(Path(config) if config else None, serving=True)
     return HyperspotApp(runtime)
 
 
