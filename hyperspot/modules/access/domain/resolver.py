@@ -61,9 +61,12 @@ class AccessResolver:
         self._roles: TTLCache[str, dict[str, frozenset[str]]] = TTLCache(CACHE_SIZE, ttl)
         self._assigned: TTLCache[tuple[str, str], frozenset[str]] = TTLCache(CACHE_SIZE, ttl)
         self._keys: TTLCache[str, tuple[str, Principal] | None] = TTLCache(CACHE_SIZE, ttl)
+        # Bumped by every local change: a read that overlapped one is used but not cached.
+        self._generation = 0
 
     def forget(self, tenant_id: str) -> None:
         """Drop what is cached about a tenant after this instance changed its access records."""
+        self._generation += 1
         self._roles.pop(tenant_id, None)
         for subject_key in [k for k in self._assigned if k[0] == tenant_id]:
             self._assigned.pop(subject_key, None)
@@ -91,8 +94,10 @@ class AccessResolver:
                     kind="api-key",
                 )
 
+            generation = self._generation
             found = await self.database.run(reader(parsed.tenant_id), work)
-            self._keys[cache_key] = found
+            if generation == self._generation:
+                self._keys[cache_key] = found
         # The secret is checked on every request, cached or not.
         if found is None or not secret_matches(parsed.secret, found[0]):
             raise CredentialRejectedError(REJECTED_KEY)
@@ -149,8 +154,10 @@ class AccessResolver:
                 for row in rows
             }
 
+        generation = self._generation
         roles = await self.database.run(reader(tenant_id), work)
-        self._roles[tenant_id] = roles
+        if generation == self._generation:
+            self._roles[tenant_id] = roles
         return roles
 
     async def assigned_roles(self, tenant_id: str, subject: str) -> frozenset[str]:
@@ -162,6 +169,8 @@ class AccessResolver:
             rows = session.find(self.entities.Assignment, subject=subject)
             return frozenset(row.role for row in rows)
 
+        generation = self._generation
         roles = await self.database.run(reader(tenant_id), work)
-        self._assigned[(tenant_id, subject)] = roles
+        if generation == self._generation:
+            self._assigned[(tenant_id, subject)] = roles
         return roles

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from cachetools import TTLCache
 from pony.orm import TransactionIntegrityError
 
 from hyperspot.modules.audit.contract import AuditLogApi, AuditResult
@@ -48,7 +49,7 @@ T = TypeVar("T")
 ROOT_NAME = "Root"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-# Bounds the lineage cache's memory; clearing it only costs one re-read per tenant.
+# Bounds the lineage cache's memory; an evicted lineage only costs one re-read.
 MAX_CACHED_LINEAGES = 10_000
 
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
@@ -82,8 +83,10 @@ class TenantsService:
         self.audit = audit
         self.root_tenant = root_tenant
         self.cache_ttl_s = cache_ttl_s
-        self.clock = clock
-        self._lineages: dict[str, tuple[float, list[Tenant]]] = {}
+        # TTLCache wants a positive ttl; with cache_ttl_s 0 nothing is stored at all.
+        self._lineages: TTLCache[str, list[Tenant]] = TTLCache(
+            MAX_CACHED_LINEAGES, max(cache_ttl_s, 1e-6), timer=clock
+        )
         # Bumped on every local change: a read that overlapped a change is not cached.
         self._generation = 0
         self.list_spec = ListSpec(
@@ -104,10 +107,9 @@ class TenantsService:
     async def lineage(self, tenant_id: str) -> list[Tenant]:
         if not _TENANT_ID.fullmatch(tenant_id):
             return []  # not a tenant id at all: no query, nothing cached
-        now = self.clock()
         cached = self._lineages.get(tenant_id)
-        if cached is not None and cached[0] > now:
-            return list(cached[1])
+        if cached is not None:
+            return list(cached)
 
         def work(session: ScopedSession) -> list[Tenant]:
             row = session.get(self.entities.Tenant, tenant_id)
@@ -116,9 +118,7 @@ class TenantsService:
         generation = self._generation
         found = await self.database.run(_TREE_READER, work)
         if self.cache_ttl_s > 0 and generation == self._generation:
-            if len(self._lineages) >= MAX_CACHED_LINEAGES:
-                self._lineages.clear()
-            self._lineages[tenant_id] = (now + self.cache_ttl_s, found)
+            self._lineages[tenant_id] = found
         return list(found)
 
     def _forget(self) -> None:
