@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from conftest import ROOT, Launcher, Server, add_tenant, bearer, run_cli, secured_config
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from hyperspot.sandbox.databases import ProvisionedDatabase
 
@@ -239,3 +245,25 @@ def test_development_mode_is_explicit_loud_and_loopback_only(
     assert refused.returncode == 1
     assert "development mode serves only loopback addresses" in refused.stderr
     assert "Traceback" not in refused.stderr
+    # Commands that only inspect do not serve: they work with that configuration.
+    assert run_cli("openapi", "--config", str(path)).returncode == 0
+
+
+def test_rs256_tokens_from_a_jwks_file_end_to_end(
+    launcher: Launcher, database: ProvisionedDatabase, tmp_path: Path
+) -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "alg": "RS256"}]}))
+    config = {"database": {"url": database.url.url}, "auth": {"jwt": {"jwks_file": str(jwks)}}}
+    server = launcher.start(config)
+    now = int(time.time())
+    claims = {"sub": "ann", "tenant": ROOT, "roles": ["member"], "exp": now + 60}
+    claims |= {"iss": "hyperspot", "aud": "hyperspot"}
+    token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "k1"})
+    me = _ok(server.client.get("/access/v1/me", headers={"Authorization": f"Bearer {token}"}))
+    assert (me["subject"], me["tenant_id"]) == ("ann", ROOT)
+    # The HS256 test secret is not configured here: such tokens are refused, not crashed on.
+    refused = server.client.get("/access/v1/me", headers=bearer(ROOT))
+    assert refused.status_code == 401
