@@ -25,6 +25,11 @@ DATABASES = ("sqlite", "postgres", "mariadb")
 COVERAGE_DATA = Path(__file__).parent / ".nox" / "coverage-data"
 
 
+# Most tests wait on server subprocesses: two pytest workers keep both cores busy. Coverage follows
+# the workers because they are subprocesses (coverage's patch = ["subprocess"]).
+PARALLEL = ("-n", "2")
+
+
 def _coverage_file(db: str) -> str:
     return str(COVERAGE_DATA / f".coverage.{db}")
 
@@ -50,7 +55,7 @@ def tests(session: nox.Session, db: str) -> None:
     COVERAGE_DATA.mkdir(parents=True, exist_ok=True)
     env = {"HYPERSPOT_TEST_DB": db, "COVERAGE_FILE": _coverage_file(db)}
     session.run("coverage", "erase", env=env)
-    session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
+    session.run("coverage", "run", "-m", "pytest", *PARALLEL, *session.posargs, env=env)
     # Server subprocesses write their own data files; fold them into this backend's one.
     session.run("coverage", "combine", "--quiet", env=env)
 
@@ -88,4 +93,4 @@ _expose_pyenv_pythons()
 @nox.session(python=OTHER_PYTHONS)
 def compat(session: nox.Session) -> None:
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs, env={"HYPERSPOT_TEST_DB": "sqlite"})
+    session.run("pytest", "-q", *PARALLEL, *session.posargs, env={"HYPERSPOT_TEST_DB": "sqlite"})
