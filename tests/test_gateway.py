@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,7 +147,8 @@ def test_request_id_is_kept_when_valid_and_replaced_when_not(server: Server) -> 
     assert len(replaced.headers["x-request-id"]) == 32
     failing = server.client.get("/no/where", headers={"X-Request-Id": "trace-404"})
     assert failing.json()["request_id"] == "trace-404"
-    assert "[trace-abc.123] GET /healthz 200" in server.log()
+    # The text format: "[<request id> trace=<trace id prefix> ...] <message>".
+    assert re.search(r"\[trace-abc\.123[^\]]*\] GET /healthz 200", server.log())
 
 
 def test_cors_follows_config(server: Server) -> None:

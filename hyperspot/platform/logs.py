@@ -1,57 +1,484 @@
-"""Logging: one line per event, text or JSON, each carrying the current request id."""
+"""Logging: one line per event, text or JSON, each carrying its request, trace and tenant.
+
+Records get their context (request id, trace and span ids, tenant, module) where they are made,
+in the thread or task that logs. Up to three handlers sit on the root logger:
+
+- the console (stderr), written at once, so log lines and the CLI's own messages on stderr stay in
+  order and a test or operator sees a request's lines once its answer is out;
+- the per-trace buffer for the admin trace view, in memory, also at once, so a trace's lines are
+  there when the trace is;
+- a queue to one listener thread that owns the log file, its rotation and retention: the only
+  writer of the file in this process, and no request waits on disk I/O.
+"""
 
 from __future__ import annotations
 
+import atexit
+import copy
 import json
 import logging
+import logging.handlers
+import os
+import queue
+import re
 import sys
+import threading
+import time
+from collections import OrderedDict, deque
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
 
-from hyperspot.platform.config import LoggingSettings
+from opentelemetry import trace
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+from hyperspot.platform.config import LogFileSettings, LoggingSettings
+from hyperspot.platform.errors import HyperspotError
+from hyperspot.platform.observability.models import LogLine
 
-_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "request_id"}
+UNKNOWN = "-"
+
+# Set by the gateway: the request id at request start, tenant and module once they are known.
+request_id_var: ContextVar[str] = ContextVar("request_id", default=UNKNOWN)
+tenant_var: ContextVar[str] = ContextVar("tenant", default=UNKNOWN)
+module_var: ContextVar[str] = ContextVar("module", default=UNKNOWN)
+
+# The record attribute holding each context field: a LogRecord's own ``module`` is the source
+# file's name, so the HyperSpot module travels as ``hyperspot_module``.
+CONTEXT_FIELDS = {
+    "request_id": "request_id",
+    "trace_id": "trace_id",
+    "span_id": "span_id",
+    "tenant": "tenant",
+    "module": "hyperspot_module",
+}
+
+# Attributes every record has; whatever else a record carries came from ``extra=``.
+# ``color_message``: uvicorn's coloured copy of the message, noise in a log line.
+_STANDARD_ATTRS = (
+    frozenset(vars(logging.makeLogRecord({})))
+    | {"message", "asctime", "taskName", "color_message"}
+    | set(CONTEXT_FIELDS.values())
+)
+
+_MODULE_LOGGER_PREFIX = "hyperspot.modules."
 
 
-class _RequestIdFilter(logging.Filter):
+class ContextFilter(logging.Filter):
+    """Stamps the current request, trace and tenant on each record.
+
+    It must run where the record is made (the handlers on the root logger), not in the listener
+    thread, where neither the context variables nor the current span are those of the caller.
+    Values passed explicitly with ``extra=`` win.
+    """
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        if hasattr(record, "request_id") and hasattr(record, "trace_id"):
+            return True  # stamped already (a record seen by a second handler)
+        attrs = vars(record)
+        attrs.setdefault("request_id", request_id_var.get())
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            attrs.setdefault("trace_id", format(span.trace_id, "032x"))
+            attrs.setdefault("span_id", format(span.span_id, "016x"))
+        else:
+            attrs.setdefault("trace_id", UNKNOWN)
+            attrs.setdefault("span_id", UNKNOWN)
+        attrs.setdefault("tenant", tenant_var.get())
+        module = module_var.get()
+        if module == UNKNOWN and record.name.startswith(_MODULE_LOGGER_PREFIX):
+            # A module's background work logs outside any request: its logger names it.
+            module = record.name[len(_MODULE_LOGGER_PREFIX) :].split(".", 1)[0]
+        attrs.setdefault("hyperspot_module", module)
         return True
 
 
+_CONTEXT = ContextFilter()
+
+
+# ---- secrets: a last safety net; the platform does not log credentials on purpose --------------
+
+_SECRET = re.compile(
+    # "Bearer <token>" keeps the scheme; 8+ characters so that 'Bearer realm=' stays readable.
+    r"(?P<scheme>\b(?i:bearer)\s+)[A-Za-z0-9._~+/-]{8,}=*"
+    # A JWT: three base64url parts, the first a JSON object ('{"' encodes as 'eyJ').
+    r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+    # A platform API key: hsk_<tenant>_<key id>_<secret>.
+    r"|\bhsk_[A-Za-z0-9_-]+"
+)
+
+
+def _masked(match: re.Match[str]) -> str:
+    return (match.group("scheme") or "") + "***"
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with bearer tokens, JWTs and API keys replaced by ``***``."""
+    return _SECRET.sub(_masked, text)
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(key): _mask_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask_value(item) for item in value]
+    return mask_secrets(str(value))
+
+
+# ---- formats --------------------------------------------------------------------------------
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    # The queue handler turns exc_info into exc_text before the record crosses threads.
+    if record.exc_info and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)
+    text = record.exc_text or ""
+    if record.stack_info:
+        text = f"{text}\n{formatter.formatStack(record.stack_info)}".lstrip("\n")
+    return text
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, context, extras, exception."""
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        entry: dict[str, Any] = {
+            "ts": _timestamp(record),
             "level": record.levelname,
             "logger": record.name,
-            "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
         entry.update(
+            {name: getattr(record, attr, UNKNOWN) for name, attr in CONTEXT_FIELDS.items()}
+        )
+        entry.update(
             {key: value for key, value in vars(record).items() if key not in _STANDARD_ATTRS}
         )
+        exception = _exception_text(self, record)
+        if exception:
+            entry["exception"] = exception
+        # Masked field by field: in the encoded line a secret may follow an escape such as \n.
+        return json.dumps({key: _mask_value(value) for key, value in entry.items()}, default=str)
+
+
+_LEVEL_COLOURS = {
+    logging.DEBUG: "\033[2m",
+    logging.INFO: "\033[32m",
+    logging.WARNING: "\033[33m",
+    logging.ERROR: "\033[31m",
+    logging.CRITICAL: "\033[1;31m",
+}
+_RESET = "\033[0m"
+
+
+class TextFormatter(logging.Formatter):
+    """``ts level logger [request_id trace=<8 hex> tenant=<t>] message``, for people.
+
+    The trace and tenant parts appear only when known, so lines outside a request stay short.
+    """
+
+    def __init__(self, *, colour: bool = False) -> None:
+        super().__init__()
+        self.colour = colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = f"{record.levelname:<7}"
+        if self.colour:
+            level = f"{_LEVEL_COLOURS.get(record.levelno, '')}{level}{_RESET}"
+        context = str(getattr(record, "request_id", UNKNOWN))
+        trace_id = str(getattr(record, "trace_id", UNKNOWN))
+        if trace_id != UNKNOWN:
+            context += f" trace={trace_id[:8]}"
+        tenant = str(getattr(record, "tenant", UNKNOWN))
+        if tenant != UNKNOWN:
+            context += f" tenant={tenant}"
+        line = f"{_timestamp(record)} {level} {record.name} [{context}] {record.getMessage()}"
+        exception = _exception_text(self, record)
+        if exception:
+            line = f"{line}\n{exception}"
+        return mask_secrets(line)
+
+
+def make_formatter(kind: str, *, colour: bool = False) -> logging.Formatter:
+    return JsonFormatter() if kind == "json" else TextFormatter(colour=colour)
+
+
+# ---- the log file ---------------------------------------------------------------------------
+
+_STAMP = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}(?:-\d+)?"
+
+
+class RotatingLogFile(logging.handlers.RotatingFileHandler):
+    """Rotates by size to ``<file>.<UTC time>`` next to the live file; drops old rotated files.
+
+    The base class does the size check and the reopening; with ``backupCount=1`` it renames the
+    live file to ``rotation_filename(...)`` on each rollover, which here is a fresh timestamped
+    name, so no rotated file is ever overwritten and retention is by age, not by count.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int, retention_days: float) -> None:
+        path = path.expanduser().absolute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            super().__init__(path, maxBytes=max_bytes, backupCount=1, encoding="utf-8")
+        except OSError as error:
+            raise HyperspotError(f"cannot write the log file {path}: {error.strerror}") from None
+        self.retention_s = retention_days * 86400
+        self._rotated = re.compile(re.escape(path.name) + r"\." + _STAMP)
+        self.remove_expired()
+
+    def rotation_filename(self, default_name: str) -> str:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+        name = candidate = f"{self.baseFilename}.{stamp}"
+        suffix = 0
+        while os.path.exists(candidate):  # two rollovers within one millisecond
+            suffix += 1
+            candidate = f"{name}-{suffix}"
+        return candidate
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (stdlib name)
+        # A record larger than max_bytes would otherwise rotate an empty file on every write.
+        if self.stream is not None and self.stream.tell() == 0:
+            return False
+        return bool(super().shouldRollover(record))
+
+    def doRollover(self) -> None:  # noqa: N802 (stdlib name)
+        super().doRollover()
+        self.remove_expired()
+
+    def rotated_files(self) -> list[Path]:
+        """This log's rotated files, oldest name first."""
+        folder = Path(self.baseFilename).parent
+        try:
+            names = sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+        except OSError:
+            return []
+        return [folder / name for name in names if self._rotated.fullmatch(name)]
+
+    def remove_expired(self) -> None:
+        cutoff = time.time() - self.retention_s
+        for path in self.rotated_files():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass  # gone already (another process), or not ours to delete: keep logging
+
+
+# ---- per-trace capture for the admin trace view ----------------------------------------------
+
+
+_PLAIN = logging.Formatter()
+
+
+class _Line(NamedTuple):
+    # What a LogLine is made of; the model is built when the trace is read, not on every record.
+    created: float
+    level: str
+    logger: str
+    message: str
+    span_id: str
+
+
+class TraceLogBuffer(logging.Handler):
+    """The log lines of the most recent traces, for the admin trace view.
+
+    Bounded three ways: traces kept, lines per trace (the latest), and lines in all, so a burst
+    of chatty traces cannot hold more than ``max_total_lines``.
+    """
+
+    def __init__(
+        self, max_traces: int = 2000, max_lines: int = 200, max_total_lines: int = 50_000
+    ) -> None:
+        super().__init__()
+        self.max_traces = max_traces
+        self.max_lines = max_lines
+        self.max_total_lines = max_total_lines
+        self._traces: OrderedDict[str, deque[_Line]] = OrderedDict()
+        self._total = 0
+        self._guard = threading.Lock()  # written by any thread that logs
+
+    def emit(self, record: logging.LogRecord) -> None:
+        trace_id = getattr(record, "trace_id", UNKNOWN)
+        if trace_id == UNKNOWN:
+            return
+        message = record.getMessage()
+        exception = _exception_text(_PLAIN, record)
+        if exception:
+            message = f"{message}\n{exception}"
+        line = _Line(
+            record.created,
+            record.levelname,
+            record.name,
+            mask_secrets(message),
+            str(getattr(record, "span_id", UNKNOWN)),
+        )
+        with self._guard:
+            lines = self._traces.get(trace_id)
+            if lines is None:
+                lines = self._traces[trace_id] = deque(maxlen=self.max_lines)
+            else:
+                self._traces.move_to_end(trace_id)  # an active trace stays
+            if len(lines) == self.max_lines:
+                self._total -= 1  # the deque drops its oldest line
+            lines.append(line)
+            self._total += 1
+            while len(self._traces) > 1 and (
+                len(self._traces) > self.max_traces or self._total > self.max_total_lines
+            ):
+                _, dropped = self._traces.popitem(last=False)
+                self._total -= len(dropped)
+
+    def lines_for(self, trace_id: str) -> list[LogLine]:
+        with self._guard:
+            lines = list(self._traces.get(trace_id, ()))
+        return [
+            LogLine(
+                at=datetime.fromtimestamp(line.created, UTC),
+                level=line.level,
+                logger=line.logger,
+                message=line.message,
+                span_id=line.span_id,
+            )
+            for line in lines
+        ]
+
+    def trace_ids(self) -> list[str]:
+        """Least recently written first."""
+        with self._guard:
+            return list(self._traces)
+
+
+_TRACE_LOGS = TraceLogBuffer()
+
+
+def trace_logs() -> TraceLogBuffer:
+    """This process's per-trace log buffer (the same one across reconfigurations)."""
+    return _TRACE_LOGS
+
+
+# ---- wiring ---------------------------------------------------------------------------------
+
+
+class _QueueHandler(logging.handlers.QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The stdlib version renders the message with this handler's formatter and drops the
+        # traceback; the listener's formatters need the plain message and the traceback text.
+        prepared = copy.copy(record)
+        prepared.message = prepared.msg = record.getMessage()
+        prepared.args = None
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+            prepared.exc_text = record.exc_text or _PLAIN.formatException(record.exc_info)
+        prepared.exc_info = None  # tracebacks hold frames: do not keep them alive in the queue
+        return prepared
 
 
-TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"
+@dataclass
+class _Active:
+    """The file's writer."""
+
+    queue_handler: logging.handlers.QueueHandler
+    listener: logging.handlers.QueueListener
+    file: RotatingLogFile
 
 
-def configure_logging(settings: LoggingSettings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RequestIdFilter())
-    handler.setFormatter(
-        JsonFormatter() if settings.format == "json" else logging.Formatter(TEXT_FORMAT)
+@dataclass
+class _State:
+    active: _Active | None = None
+    module_loggers: list[str] = field(default_factory=list)  # levels set from ``modules``
+    atexit_registered: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_state = _State()
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _file_handler(settings: LogFileSettings) -> RotatingLogFile | None:
+    if settings.path is None:
+        return None
+    handler = RotatingLogFile(
+        settings.path, max_bytes=settings.max_bytes, retention_days=settings.retention_days
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.level)
-    # Uvicorn's own loggers go through ours; its access log is replaced by the gateway's.
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True
+    handler.setFormatter(make_formatter(settings.format))
+    return handler
+
+
+def configure_logging(settings: LoggingSettings, *, write_file: bool = True) -> None:
+    """Set up the process's logging; calling it again replaces the previous set-up.
+
+    ``write_file=False`` leaves ``logging.file`` alone: for commands that share the server's
+    configuration but must not write (or rotate) the server's log file beside it.
+    """
+    with _state.lock:
+        # The new file first: when its path is unusable, the previous set-up stays.
+        file_handler = _file_handler(settings.file) if write_file else None
+        _stop_locked()
+        handlers: list[logging.Handler] = []
+        if settings.console:
+            console = logging.StreamHandler(sys.stderr)
+            console.setFormatter(make_formatter(settings.format, colour=_is_tty(sys.stderr)))
+            handlers.append(console)
+        handlers.append(_TRACE_LOGS)
+        if file_handler is not None:
+            records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+            queue_handler = _QueueHandler(records)
+            listener = logging.handlers.QueueListener(records, file_handler)
+            listener.start()
+            handlers.append(queue_handler)
+            _state.active = _Active(queue_handler, listener, file_handler)
+        for handler in handlers:
+            handler.addFilter(_CONTEXT)  # no-op when it has it already
+
+        root = logging.getLogger()
+        root.handlers[:] = handlers
+        root.setLevel(settings.level)
+        for name in _state.module_loggers:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        _state.module_loggers = [f"{_MODULE_LOGGER_PREFIX}{module}" for module in settings.modules]
+        for name, level in zip(_state.module_loggers, settings.modules.values(), strict=True):
+            logging.getLogger(name).setLevel(level)
+        # Uvicorn's own loggers go through ours; its access log is replaced by the gateway's.
+        for name in ("uvicorn", "uvicorn.error"):
+            logging.getLogger(name).handlers[:] = []
+            logging.getLogger(name).propagate = True
+        logging.getLogger("uvicorn.access").disabled = True
+
+        if not _state.atexit_registered:
+            # Runs before logging's own shutdown hook (registered earlier), so the queue drains.
+            atexit.register(stop_logging)
+            _state.atexit_registered = True
+
+
+def stop_logging() -> None:
+    """Write out what is queued for the log file and stop its writer.
+
+    The console and the trace buffer stay on the root logger: what is logged later in the
+    shutdown is still seen.
+    """
+    with _state.lock:
+        _stop_locked()
+
+
+def _stop_locked() -> None:
+    active, _state.active = _state.active, None
+    if active is None:
+        return
+    logging.getLogger().removeHandler(active.queue_handler)
+    active.listener.stop()  # writes out everything queued before it returns
+    active.file.close()

@@ -119,7 +119,8 @@ def prepare(
     logging_settings = loaded.settings.logging
     if quiet:
         logging_settings = logging_settings.model_copy(update={"level": "WARNING"})
-    configure_logging(logging_settings)
+    # Only a serving process writes the log file: one writer per file.
+    configure_logging(logging_settings, write_file=serving)
     if serving:
         check_auth_mode(loaded)
     modules = load_modules(loaded)
