@@ -27,6 +27,7 @@ CATALOGUE = PermissionCatalogue(
     [
         ("notes", Permission("notes:read", "Read notes", member=True)),
         ("notes", Permission("notes:purge", "Purge notes")),
+        ("platform", Permission("platform:observe", "See all tenants")),
     ]
 )
 ORIGIN = RequestOrigin(client="127.0.0.1", request_id="r1", method="GET", path="/x")
@@ -50,15 +51,35 @@ def test_catalogue_and_builtin_roles() -> None:
 
 def test_only_root_administrators_act_in_other_tenants() -> None:
     admin = build_context(
-        principal("root", TENANT_ADMIN), frozenset({"x:y"}), root_tenant="root", act_in="acme"
+        principal("root", TENANT_ADMIN),
+        frozenset({"x:y"}),
+        catalogue=CATALOGUE,
+        root_tenant="root",
+        act_in="acme",
     )
     assert (admin.tenant_id, admin.home_tenant, admin.platform_admin) == ("acme", "root", True)
     assert admin.acting_in_other_tenant and admin.visible_tenants == {"acme"}
-    same = build_context(principal("acme", MEMBER), frozenset(), root_tenant="root", act_in="acme")
+    # Platform permissions: platform administrators only, whatever a role says.
+    assert admin.permissions == {"x:y", "platform:observe"}
+    smuggled = build_context(
+        principal("acme", TENANT_ADMIN),
+        frozenset({"platform:observe", "notes:read"}),
+        catalogue=CATALOGUE,
+        root_tenant="root",
+        act_in=None,
+    )
+    assert smuggled.permissions == {"notes:read"}
+    same = build_context(
+        principal("acme", MEMBER),
+        frozenset(),
+        catalogue=CATALOGUE,
+        root_tenant="root",
+        act_in="acme",
+    )
     assert not same.acting_in_other_tenant
     for who in (principal("acme", TENANT_ADMIN), principal("root", MEMBER)):
         with pytest.raises(AccessDeniedError, match="only platform administrators"):
-            build_context(who, frozenset(), root_tenant="root", act_in="other")
+            build_context(who, frozenset(), catalogue=CATALOGUE, root_tenant="root", act_in="other")
 
 
 def test_static_resolver_gives_builtin_roles_and_logs_acts(

@@ -6,6 +6,7 @@ ask for that protocol and never learn where the implementation lives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from hyperspot.platform.errors import HyperspotError
@@ -17,9 +18,18 @@ class ClientNotFoundError(HyperspotError):
     """No module registered a client for the requested contract."""
 
 
+# Wraps a client handed to a caller, e.g. to trace each call: (contract name, client) -> client.
+ClientWrapper = Callable[[str, object], object]
+
+
+def _unwrapped(contract: str, client: object) -> object:
+    return client
+
+
 class ClientHub:
-    def __init__(self) -> None:
+    def __init__(self, wrap: ClientWrapper = _unwrapped) -> None:
         self._clients: dict[type[Any], tuple[str, object]] = {}
+        self._wrap = wrap
 
     def register(self, contract: type[T], client: T, *, owner: str) -> None:
         existing = self._clients.get(contract)
@@ -32,15 +42,16 @@ class ClientHub:
 
     def get(self, contract: type[T]) -> T:
         try:
-            return cast(T, self._clients[contract][1])
+            client = self._clients[contract][1]
         except KeyError:
             raise ClientNotFoundError(
                 f"no client registered for {contract.__qualname__}: is the module that provides it "
                 "enabled and listed in depends_on?"
             ) from None
+        return cast(T, self._wrap(contract.__qualname__, client))
 
     def find(self, contract: type[T]) -> T | None:
-        """The registered client, or None: for contracts the platform can do without."""
+        """The registered client itself, or None: for the platform's own optional contracts."""
         entry = self._clients.get(contract)
         return None if entry is None else cast(T, entry[1])
 

@@ -145,9 +145,82 @@ class RateLimitSettings(_Strict):
     )
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class LogFileSettings(_Strict):
+    path: Path | None = Field(default=None, description="Also write logs to this file.")
+    format: Literal["text", "json"] = "json"
+    max_bytes: int = Field(
+        default=1000 * 1024 * 1024, ge=1024, description="Rotate the file at this size."
+    )
+    retention_days: float = Field(
+        default=28, gt=0, description="Delete rotated files older than this."
+    )
+
+
 class LoggingSettings(_Strict):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["text", "json"] = "text"
+    level: LogLevel = "INFO"
+    format: Literal["text", "json"] = Field(
+        default="text",
+        description="Console format: 'json' lines in production, 'text' (coloured on a terminal).",
+    )
+    console: bool = True
+    modules: dict[str, LogLevel] = Field(
+        default_factory=dict, description="Level per module, e.g. {notes: DEBUG}."
+    )
+    file: LogFileSettings = Field(default_factory=LogFileSettings)
+
+
+TraceExporter = Literal["ring", "console", "otlp"]
+
+
+def _ring_only() -> list[TraceExporter]:
+    return ["ring"]
+
+
+class TracingSettings(_Strict):
+    enabled: bool = True
+    exporters: list[TraceExporter] = Field(
+        default_factory=_ring_only,
+        description="'ring': recent traces kept in memory for /admin/traces and the dashboard.",
+    )
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    sample_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description=(
+            "Share of requests traced in full (a caller's sampled traceparent is always "
+            "followed). Every request still gets a trace id in its logs; 1.0 costs ~20% of a "
+            "small request's throughput (docs/performance.md)."
+        ),
+    )
+    ring_traces: int = Field(default=2000, ge=10, description="Traces the ring buffer keeps.")
+
+
+class MetricsSettings(_Strict):
+    enabled: bool = True
+    tenant_labels: int = Field(
+        default=20,
+        ge=0,
+        description="Tenants with a label of their own in metrics; the rest are 'other'.",
+    )
+    window_minutes: int = Field(
+        default=60, ge=1, le=1440, description="How much request history /admin/stats keeps."
+    )
+
+
+class ObservabilitySettings(_Strict):
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    latency_thresholds_ms: dict[str, float] = Field(
+        default_factory=lambda: {"default": 1000.0},
+        description=(
+            "Latency threshold per route ('GET /notes/v1/notes') or 'default'; a slower request "
+            "is logged and shown as a breach."
+        ),
+    )
 
 
 class PlatformSettings(_Strict):
@@ -160,6 +233,7 @@ class PlatformSettings(_Strict):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     # Each module's section is validated against that module's own config model once modules are
     # discovered (see ``validate_module_sections``); here it is only required to be a mapping.
     modules: dict[str, dict[str, Any]] = Field(default_factory=dict)

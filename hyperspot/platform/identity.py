@@ -27,6 +27,7 @@ BUILTIN_ROLES = (TENANT_ADMIN, MEMBER)
 PERMISSION = re.compile(r"^[a-z][a-z0-9_-]*:[a-z][a-z0-9_-]*$")
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TENANT_HEADER = "X-Tenant-Id"
+PLATFORM_RESOURCE = "platform:"
 
 CredentialKind = Literal["token", "api-key", "dev"]
 
@@ -41,11 +42,19 @@ class AccessDeniedError(HyperspotError):
 
 @dataclass(frozen=True)
 class Permission:
-    """A permission a module declares; ``member`` grants it to the built-in member role."""
+    """A permission a module declares; ``member`` grants it to the built-in member role.
+
+    Permissions on the ``platform`` resource (``platform:observe``: every tenant's traces, say)
+    belong to platform administrators only, whatever roles anyone else holds.
+    """
 
     name: str
     description: str
     member: bool = False
+
+    @property
+    def platform(self) -> bool:
+        return self.name.startswith(PLATFORM_RESOURCE)
 
     def __post_init__(self) -> None:
         if not PERMISSION.match(self.name):
@@ -94,10 +103,14 @@ class PermissionCatalogue:
     def builtin(self, role: str) -> frozenset[str] | None:
         """The permissions of a built-in role; None for any other role name."""
         if role == TENANT_ADMIN:
-            return frozenset(self.permissions)
+            return frozenset(p.name for p in self.permissions.values() if not p.platform)
         if role == MEMBER:
             return frozenset(p.name for p in self.permissions.values() if p.member)
         return None
+
+    @property
+    def platform(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.permissions.values() if p.platform)
 
     def unknown(self, names: Iterable[str]) -> list[str]:
         return sorted(set(names) - set(self.permissions))
@@ -119,15 +132,21 @@ def build_context(
     principal: Principal,
     permissions: frozenset[str],
     *,
+    catalogue: PermissionCatalogue,
     root_tenant: str,
     act_in: str | None,
 ) -> SecurityContext:
     """The context of a principal whose permissions are known, honouring ``act_in``.
 
-    A platform administrator is a tenant administrator of the root tenant; only they may act in
-    another tenant, and they keep their permissions there.
+    A platform administrator is a tenant administrator of the root tenant; only they hold the
+    platform permissions, only they may act in another tenant, and they keep their permissions
+    there.
     """
     platform_admin = principal.tenant_id == root_tenant and TENANT_ADMIN in principal.roles
+    if platform_admin:
+        permissions |= catalogue.platform
+    else:
+        permissions -= catalogue.platform
     tenant = principal.tenant_id
     if act_in is not None and act_in != principal.tenant_id:
         if not platform_admin:
@@ -163,7 +182,11 @@ class StaticIdentityResolver:
         for role in principal.roles:
             granted |= self.catalogue.builtin(role) or frozenset()
         security = build_context(
-            principal, frozenset(granted), root_tenant=self.root_tenant, act_in=act_in
+            principal,
+            frozenset(granted),
+            catalogue=self.catalogue,
+            root_tenant=self.root_tenant,
+            act_in=act_in,
         )
         if security.acting_in_other_tenant:
             # No audit store without the access module: the log is the record.

@@ -8,6 +8,7 @@ at any phase leaves nothing running.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -33,7 +34,11 @@ from hyperspot.platform.identity import (
     PermissionCatalogue,
     StaticIdentityResolver,
 )
+from hyperspot.platform.logs import trace_logs
 from hyperspot.platform.module import Capability, HealthCheck, Module, ModuleContext, call_hook
+from hyperspot.platform.observability.admin import OBSERVE, register_admin
+from hyperspot.platform.observability.instrument import Observability
+from hyperspot.platform.observability.models import ModuleStatus
 from hyperspot.platform.ratelimit import RateLimiter, build_rate_limiter
 from hyperspot.platform.registry import discover, resolve
 
@@ -105,7 +110,8 @@ class Runtime:
     def __init__(self, loaded: LoadedConfig, modules: Sequence[Module[Any]]) -> None:
         self.loaded = loaded
         self.settings = loaded.settings
-        self.clients = ClientHub()
+        self.observability = Observability(self.settings.observability)
+        self.clients = ClientHub(wrap=self.observability.traced_client)
         self.started_at = time.monotonic()
         self.stopping = False
         self.operations: list[Operation] = []
@@ -127,9 +133,10 @@ class Runtime:
                 module.config_model, section, ("modules", module.name), loaded
             )
         ordered = resolve(modules, disabled)
-        self.permissions = PermissionCatalogue(
+        declared = [(PLATFORM, OBSERVE)] + [
             (module.name, permission) for module in ordered for permission in module.permissions
-        )
+        ]
+        self.permissions = PermissionCatalogue(declared)
         self.clients.register(PermissionCatalogue, self.permissions, owner=PLATFORM)
         self.limiter: RateLimiter | None = None
         uses_db = any(Capability.DB in module.capabilities for module in ordered)
@@ -175,6 +182,7 @@ class Runtime:
                 await self._phase("migrate", ModuleState.MIGRATED)
                 if self.database is not None:
                     await asyncio.to_thread(self.database.map_entities)
+                    self.observability.instrument_database(self.database)
             operations = list(self._platform_operations())
             for record in self.active:
                 api = RestApi(record.module.name)
@@ -201,7 +209,9 @@ class Runtime:
         )
         authenticate = Authenticator(auth, resolver.verify_api_key)
         self.limiter = build_rate_limiter(self.settings.rate_limits)
-        gateway = Gateway(self.settings.server, authenticate, resolver, self.limiter)
+        gateway = Gateway(
+            self.settings.server, authenticate, resolver, self.limiter, self.observability
+        )
         return gateway.build(self.operations, self.openapi())
 
     def _check_permissions(self, operations: list[Operation]) -> None:
@@ -224,6 +234,9 @@ class Runtime:
             raise
         for record in self.active:
             record.state = ModuleState.READY
+        # What start-up built lives as long as the server: out of the collector's way, so full
+        # collections only walk objects made while serving.
+        gc.freeze()
         logger.info("ready: %s", ", ".join(r.module.name for r in self.active) or "no modules")
 
     async def stop(self) -> None:
@@ -250,6 +263,7 @@ class Runtime:
             await self.limiter.close()
         if self.database is not None:
             self.database.close()
+        self.observability.shutdown()
 
     def migration_plans(self) -> list[tuple[str, tuple[Migration, ...]]]:
         """Each active module's migrations, in dependency order."""
@@ -358,4 +372,15 @@ class Runtime:
             .rate_limit(HEALTH_RATE_CLASS)
             .handler(readiness)
         )
+        register_admin(
+            api,
+            self.observability,
+            self._module_statuses,
+            trace_logs().lines_for,
+            HEALTH_RATE_CLASS,
+        )
         return api.build()
+
+    async def _module_statuses(self) -> list[ModuleStatus]:
+        report = await self.readiness()
+        return [ModuleStatus(**module.model_dump(exclude={"version"})) for module in report.modules]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -13,6 +14,8 @@ from typing import Any, get_args, get_origin
 
 import falcon
 import falcon.asgi
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
 
 from hyperspot.platform.config import ServerSettings
@@ -32,7 +35,18 @@ from hyperspot.platform.identity import (
     Principal,
     RequestOrigin,
 )
-from hyperspot.platform.logs import request_id_var
+from hyperspot.platform.logs import module_var, request_id_var, tenant_var
+from hyperspot.platform.observability.instrument import Observability
+from hyperspot.platform.observability.metrics import NO_TENANT, Sample
+from hyperspot.platform.observability.tracing import (
+    METHOD,
+    MODULE,
+    REQUEST_ID,
+    ROUTE,
+    STATUS,
+    TENANT,
+    trace_hex,
+)
 from hyperspot.platform.ratelimit import RateLimiter
 from hyperspot.platform.security import SecurityContext
 
@@ -40,6 +54,7 @@ logger = logging.getLogger("hyperspot.gateway")
 access_logger = logging.getLogger("hyperspot.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+TRACE_HEADER = "X-Trace-Id"
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 JSON_MEDIA = "application/json"
 
@@ -69,14 +84,17 @@ class RequestIdMiddleware:
         req_succeeded: bool,
     ) -> None:
         elapsed_ms = (time.perf_counter() - req.context.started) * 1000
-        access_logger.info(
-            "%s %s %s %.1fms",
-            req.method,
-            req.relative_uri,
-            resp.status_code,
-            elapsed_ms,
-            extra={"status": resp.status_code, "duration_ms": round(elapsed_ms, 2)},
-        )
+        # Logged inside the request's span (ended by now), so the line carries its trace ids.
+        span = getattr(req.context, "span", None)
+        with trace.use_span(span) if span is not None else contextlib.nullcontext():
+            access_logger.info(
+                "%s %s %s %.1fms",
+                req.method,
+                req.relative_uri,
+                resp.status_code,
+                elapsed_ms,
+                extra={"status": resp.status_code, "duration_ms": round(elapsed_ms, 2)},
+            )
 
 
 def _serialize_problem(
@@ -164,11 +182,13 @@ class Gateway:
         authenticate: Authenticator,
         resolver: IdentityResolver,
         limiter: RateLimiter,
+        observability: Observability,
     ) -> None:
         self.settings = settings
         self.authenticate = authenticate
         self.resolver = resolver
         self.limiter = limiter
+        self.observability = observability
 
     def build(self, operations: Sequence[Operation], openapi: dict[str, Any]) -> AsgiApp:
         middleware: list[Any] = [RequestIdMiddleware()]
@@ -198,13 +218,75 @@ class Gateway:
     def _responder(
         self, op: Operation
     ) -> Callable[[falcon.asgi.Request, falcon.asgi.Response], Awaitable[None]]:
+        serve = self._server(op)
+        observability = self.observability
+        tracer, metrics = observability.tracer, observability.metrics
+        span_name = f"{op.method} {op.path}"
+        route_attributes = {ROUTE: op.path, METHOD: op.method, MODULE: op.module}
+
+        async def respond(
+            req: falcon.asgi.Request, resp: falcon.asgi.Response, **params: str
+        ) -> None:
+            # A W3C traceparent from the caller makes this request part of its trace.
+            parent = propagate.extract(req.headers)
+            started = time.perf_counter()
+            status = 500
+            req.context.tenant = NO_TENANT
+            module_var.set(op.module)
+            with tracer.start_as_current_span(
+                span_name,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={**route_attributes, REQUEST_ID: req.context.request_id},
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                req.context.span = span
+                span_context = span.get_span_context()
+                if span_context.is_valid:
+                    resp.set_header(TRACE_HEADER, trace_hex(span_context.trace_id))
+                if metrics is not None:
+                    metrics.in_flight.inc()
+                try:
+                    await serve(req, resp, params)
+                    status = resp.status_code
+                except falcon.HTTPError as error:
+                    status = error.status_code
+                    raise
+                finally:
+                    if metrics is not None:
+                        metrics.in_flight.dec()
+                    span.set_attribute(STATUS, status)
+                    span.set_attribute(TENANT, req.context.tenant)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                    observability.record_request(
+                        Sample(
+                            at=time.time(),
+                            module=op.module,
+                            method=op.method,
+                            route=op.path,
+                            status=status,
+                            tenant=req.context.tenant,
+                            duration_ms=(time.perf_counter() - started) * 1000,
+                        )
+                    )
+
+        return respond
+
+    def _server(
+        self, op: Operation
+    ) -> Callable[[falcon.asgi.Request, falcon.asgi.Response, dict[str, str]], Awaitable[None]]:
+        """What answers one operation: auth, rate limit, validation, handler, response."""
         max_body = self.settings.max_body_bytes
         identify = self._identify
         limiter = self.limiter
         limit_class = op.rate_limit or DEFAULT_RATE_CLASS
+        tracer = self.observability.tracer
+        handler_span = f"handler {op.operation_id}"
 
-        async def respond(
-            req: falcon.asgi.Request, resp: falcon.asgi.Response, **params: str
+        async def serve(
+            req: falcon.asgi.Request, resp: falcon.asgi.Response, params: dict[str, str]
         ) -> None:
             if not (req.client_accepts_json or req.client_accepts(PROBLEM_MEDIA_TYPE)):
                 raise Problem(406, f"this operation answers {JSON_MEDIA}; check the Accept header")
@@ -215,6 +297,9 @@ class Gateway:
                 path=req.path,
             )
             security = await identify(req, origin)
+            if security is not None:
+                req.context.tenant = security.tenant_id
+                tenant_var.set(security.tenant_id)
             access = op.access
             if access.authenticated and security is None:
                 wanted = f"the permission '{access.permission}'" if access.permission else "any"
@@ -261,10 +346,11 @@ class Gateway:
                 path=path,
                 body=body,
             )
-            result = await op.handler(call)
+            with tracer.start_as_current_span(handler_span):
+                result = await op.handler(call)
             _write(op, resp, result)
 
-        return respond
+        return serve
 
     async def _identify(
         self, req: falcon.asgi.Request, origin: RequestOrigin
@@ -303,7 +389,10 @@ def _write(op: Operation, resp: falcon.asgi.Response, result: BaseModel | Reply 
     resp.status = reply.status
     for name, value in reply.headers.items():
         resp.set_header(name, value)
-    if reply.body is not None:
+    if spec.text_media_type is not None:
+        resp.content_type = spec.text_media_type
+        resp.text = reply.text or ""
+    elif reply.body is not None:
         resp.content_type = JSON_MEDIA
         resp.data = reply.body.model_dump_json(by_alias=True).encode()
 

@@ -64,7 +64,9 @@ def _responses(op: Operation, schemas: _Schemas, has_input: bool) -> dict[str, A
     responses: dict[str, Any] = {}
     for spec in op.responses:
         response: dict[str, Any] = {"description": spec.description}
-        if spec.model is not None:
+        if spec.text_media_type is not None:
+            response["content"] = {spec.text_media_type: {"schema": {"type": "string"}}}
+        elif spec.model is not None:
             schema = schemas.ref(spec.model, "serialization")
             response["content"] = {"application/json": {"schema": schema}}
         responses[str(spec.status)] = response

@@ -46,6 +46,8 @@ class Reply:
     status: int
     body: BaseModel | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # A text answer (e.g. Prometheus' exposition format) for a response declared with text().
+    text: str | None = None
 
 
 class Call:
@@ -98,6 +100,7 @@ class ResponseSpec:
     status: int
     model: type[BaseModel] | None
     description: str
+    text_media_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,13 @@ class OperationBuilder:
             raise OperationError(f"{self.name}: {status} is not an HTTP status")
         self._responses.append(
             ResponseSpec(status, model, description or HTTPStatus(status).phrase)
+        )
+        return self
+
+    def text(self, status: int, media_type: str, description: str = "") -> OperationBuilder:
+        """A response that is text of ``media_type`` rather than a JSON model."""
+        self._responses.append(
+            ResponseSpec(status, None, description or HTTPStatus(status).phrase, media_type)
         )
         return self
 

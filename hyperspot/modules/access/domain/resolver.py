@@ -110,7 +110,11 @@ class AccessResolver:
         roles = principal.roles | await self.assigned_roles(principal.tenant_id, principal.subject)
         permissions = await self.permissions_of(principal.tenant_id, roles)
         security = build_context(
-            principal, permissions, root_tenant=self.root_tenant, act_in=act_in
+            principal,
+            permissions,
+            catalogue=self.catalogue,
+            root_tenant=self.root_tenant,
+            act_in=act_in,
         )
         if security.acting_in_other_tenant:
             if not await self.tenants.lineage(security.tenant_id):

@@ -1,0 +1,141 @@
+"""The platform's monitoring operations: /metrics, /admin/stats, /admin/traces.
+
+They show every tenant's traffic, so they require ``platform:observe``, which only platform
+administrators hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from hyperspot.platform.gateway.operations import Call, Reply, RestApi
+from hyperspot.platform.gateway.problems import Problem
+from hyperspot.platform.identity import Permission
+from hyperspot.platform.observability.instrument import Observability
+from hyperspot.platform.observability.models import (
+    ModuleStatus,
+    StatsReport,
+    TraceDetail,
+    TraceList,
+    TraceSummary,
+)
+from hyperspot.platform.observability.tracing import LogsFor
+
+OBSERVE = Permission("platform:observe", "Read every tenant's metrics, statistics and traces")
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+ModuleStatuses = Callable[[], Awaitable[list[ModuleStatus]]]
+
+
+class StatsQuery(BaseModel):
+    window_minutes: Literal[5, 15, 60] = 5
+    tenant: str | None = None
+    module: str | None = None
+    route: str | None = Field(default=None, description="A route template, e.g. /notes/v1/notes.")
+
+
+class TracesQuery(BaseModel):
+    route: str | None = None
+    module: str | None = None
+    tenant: str | None = None
+    min_ms: float | None = Field(default=None, ge=0, description="Only traces at least this slow.")
+    order: Literal["recent", "slowest"] = "recent"
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class TracePath(BaseModel):
+    trace_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="32 hex digits.")
+
+
+def _matches(summary: TraceSummary, query: TracesQuery) -> bool:
+    return (
+        (query.route is None or summary.route == query.route)
+        and (query.module is None or summary.module == query.module)
+        and (query.tenant is None or summary.tenant == query.tenant)
+        and (query.min_ms is None or summary.duration_ms >= query.min_ms)
+    )
+
+
+def register_admin(
+    api: RestApi,
+    observability: Observability,
+    modules: ModuleStatuses,
+    logs_for: LogsFor,
+    rate_class: str,
+) -> None:
+    async def metrics(call: Call) -> Reply:
+        if observability.metrics is None:
+            raise Problem(404, "metrics are disabled (observability.metrics.enabled)")
+        text = observability.metrics.render(await modules()).decode()
+        return Reply(200, text=text)
+
+    async def stats(call: Call) -> StatsReport:
+        if observability.metrics is None:
+            raise Problem(404, "metrics are disabled (observability.metrics.enabled)")
+        query = call.query(StatsQuery)
+        return observability.metrics.window.report(
+            window_minutes=query.window_minutes,
+            thresholds=observability.thresholds,
+            modules=await modules(),
+            tenant=query.tenant,
+            module=query.module,
+            route=query.route,
+        )
+
+    async def traces(call: Call) -> TraceList:
+        query = call.query(TracesQuery)
+        ring = observability.ring
+        found = [s for s in ring.summaries() if _matches(s, query)] if ring else []
+        if query.order == "slowest":
+            found.sort(key=lambda s: s.duration_ms, reverse=True)
+        return TraceList(items=found[: query.limit])
+
+    async def trace(call: Call) -> TraceDetail:
+        trace_id = call.path(TracePath).trace_id
+        ring = observability.ring
+        detail = ring.detail(trace_id, logs_for) if ring else None
+        if detail is None:
+            raise Problem(404, f"no recent trace {trace_id}")
+        return detail
+
+    (
+        api.operation("GET", "/metrics", "platform.metrics")
+        .summary("Prometheus metrics of this instance")
+        .text(200, PROMETHEUS_TEXT, "Prometheus text exposition format")
+        .error(404, "Metrics are disabled")
+        .require(OBSERVE.name)
+        .rate_limit(rate_class)
+        .handler(metrics)
+    )
+    (
+        api.operation("GET", "/admin/stats", "platform.request_stats")
+        .summary("Request rate, errors and latency percentiles per route over a recent window")
+        .query(StatsQuery)
+        .response(200, StatsReport)
+        .error(404, "Metrics are disabled")
+        .require(OBSERVE.name)
+        .rate_limit(rate_class)
+        .handler(stats)
+    )
+    (
+        api.operation("GET", "/admin/traces", "platform.list_traces")
+        .summary("Recent traces (kept in memory by the 'ring' exporter)")
+        .query(TracesQuery)
+        .response(200, TraceList)
+        .require(OBSERVE.name)
+        .rate_limit(rate_class)
+        .handler(traces)
+    )
+    (
+        api.operation("GET", "/admin/traces/{trace_id}", "platform.get_trace")
+        .summary("One recent trace: its span tree and its log lines")
+        .path_params(TracePath)
+        .response(200, TraceDetail)
+        .error(404, "No such recent trace")
+        .require(OBSERVE.name)
+        .rate_limit(rate_class)
+        .handler(trace)
+    )

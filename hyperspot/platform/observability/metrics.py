@@ -1,0 +1,229 @@
+"""Prometheus metrics (``/metrics``) and the recent-request window behind ``/admin/stats``.
+
+Each runtime has its own registry, so tests and several runtimes never share counters. Tenant
+labels are bounded: the first ``tenant_labels`` tenants seen get their own label, the rest share
+``other`` (a label, once given, must keep counting in the same series).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter as Tally
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from hyperspot.platform.config import MetricsSettings
+from hyperspot.platform.observability.models import (
+    ModuleStatus,
+    RouteStats,
+    StatsReport,
+    TenantStats,
+)
+
+OTHER = "other"
+NO_TENANT = "-"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+DB_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1)
+# The window keeps at most this many requests, whatever its length in minutes.
+MAX_SAMPLES = 500_000
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    module: str
+    method: str
+    route: str
+    status: int
+    tenant: str
+    duration_ms: float
+
+
+class TenantLabels:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._labelled: set[str] = set()
+
+    def label(self, tenant: str) -> str:
+        if tenant in self._labelled or tenant == NO_TENANT:
+            return tenant
+        if len(self._labelled) < self.limit:
+            self._labelled.add(tenant)
+            return tenant
+        return OTHER
+
+
+class PlatformMetrics:
+    def __init__(self, settings: MetricsSettings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        labels = ["module", "route", "method", "status", "tenant"]
+        self.requests = Counter(
+            "hyperspot_http_requests", "Requests answered", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "hyperspot_http_request_duration_seconds",
+            "Time to answer a request",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.slow = Counter(
+            "hyperspot_http_slow_requests",
+            "Requests slower than their route's latency threshold",
+            ["module", "route", "method"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "hyperspot_http_requests_in_flight", "Requests being answered", registry=self.registry
+        )
+        self.db_latency = Histogram(
+            "hyperspot_db_query_duration_seconds",
+            "Time of one database statement",
+            ["operation"],
+            buckets=DB_BUCKETS,
+            registry=self.registry,
+        )
+        self.module_healthy = Gauge(
+            "hyperspot_module_healthy",
+            "1 when the module is ready and healthy",
+            ["module"],
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)  # memory, CPU, open files
+        self.tenants = TenantLabels(settings.tenant_labels)
+        self.window = RequestWindow(settings.window_minutes * 60)
+        # labels() validates and locks on every call; the children of a label set never change.
+        self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
+
+    def observe(self, sample: Sample, *, slow: bool) -> None:
+        labels = (
+            sample.module,
+            sample.route,
+            sample.method,
+            str(sample.status),
+            self.tenants.label(sample.tenant),
+        )
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = (
+                self.requests.labels(*labels),
+                self.latency.labels(*labels),
+            )
+        children[0].inc()
+        children[1].observe(sample.duration_ms / 1000)
+        if slow:
+            self.slow.labels(sample.module, sample.route, sample.method).inc()
+        self.window.add(sample)
+
+    def render(self, modules: list[ModuleStatus]) -> bytes:
+        for module in modules:
+            self.module_healthy.labels(module.name).set(1 if module.healthy else 0)
+        return generate_latest(self.registry)
+
+
+class RequestWindow:
+    """The last ``span_s`` seconds of requests, for windowed rates and percentiles."""
+
+    def __init__(self, span_s: float) -> None:
+        self.span_s = span_s
+        self._samples: deque[Sample] = deque(maxlen=MAX_SAMPLES)
+
+    def add(self, sample: Sample) -> None:
+        self._samples.append(sample)
+        horizon = sample.at - self.span_s
+        while self._samples and self._samples[0].at < horizon:
+            self._samples.popleft()
+
+    def report(
+        self,
+        *,
+        window_minutes: int,
+        thresholds: ThresholdLookup,
+        modules: list[ModuleStatus],
+        tenant: str | None = None,
+        module: str | None = None,
+        route: str | None = None,
+    ) -> StatsReport:
+        now = time.time()
+        window_s = window_minutes * 60
+        chosen = [
+            s
+            for s in self._samples
+            if s.at >= now - window_s
+            and (tenant is None or s.tenant == tenant)
+            and (module is None or s.module == module)
+            and (route is None or s.route == route)
+        ]
+        by_route: dict[tuple[str, str, str], list[Sample]] = {}
+        for sample in chosen:
+            by_route.setdefault((sample.module, sample.method, sample.route), []).append(sample)
+        routes = [
+            _route_stats(key, samples, window_s, thresholds(key[1], key[2]))
+            for key, samples in sorted(by_route.items())
+        ]
+        requests = Tally(s.tenant for s in chosen)
+        errors = Tally(s.tenant for s in chosen if s.status >= 500)
+        return StatsReport(
+            window_minutes=window_minutes,
+            generated_at=datetime.fromtimestamp(now, UTC),
+            requests=len(chosen),
+            rate_per_s=round(len(chosen) / window_s, 3),
+            error_rate=_ratio(sum(errors.values()), len(chosen)),
+            routes=routes,
+            tenants=[
+                TenantStats(tenant=name, requests=count, errors=errors[name])
+                for name, count in requests.most_common(10)
+            ],
+            modules=modules,
+        )
+
+
+class ThresholdLookup:
+    """Latency threshold of a route: ``'GET /path'`` in config, else ``default``."""
+
+    def __init__(self, thresholds: dict[str, float]) -> None:
+        self.thresholds = thresholds
+        self.default = thresholds.get("default", 1000.0)
+
+    def __call__(self, method: str, route: str) -> float:
+        return self.thresholds.get(f"{method} {route}", self.default)
+
+
+def _ratio(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    # Nearest rank: a percentile is a latency that some request really had.
+    rank = max(math.ceil(fraction * len(ordered)), 1)
+    return round(ordered[rank - 1], 3)
+
+
+def _route_stats(
+    key: tuple[str, str, str], samples: list[Sample], window_s: float, threshold_ms: float
+) -> RouteStats:
+    module, method, route = key
+    durations = sorted(s.duration_ms for s in samples)
+    errors = sum(1 for s in samples if s.status >= 500)
+    p95 = _percentile(durations, 0.95)
+    return RouteStats(
+        module=module,
+        method=method,
+        route=route,
+        requests=len(samples),
+        rate_per_s=round(len(samples) / window_s, 3),
+        errors=errors,
+        error_rate=_ratio(errors, len(samples)),
+        p50_ms=_percentile(durations, 0.5),
+        p95_ms=p95,
+        p99_ms=_percentile(durations, 0.99),
+        threshold_ms=threshold_ms,
+        breaches=sum(1 for d in durations if d > threshold_ms),
+        over_threshold=p95 > threshold_ms,
+    )
