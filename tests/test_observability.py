@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import json
 import re
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -215,3 +218,50 @@ def test_trace_ring_keeps_the_newest_traces() -> None:
     assert detail is not None and [s.depth for s in detail.span_tree] == [0, 1]
     assert ring.detail("not-hex", lambda trace_id: []) is None
     provider.shutdown()
+
+
+def test_outgoing_calls_carry_the_trace_to_the_next_server(launcher: Launcher) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from hyperspot.platform.observability.instrument import traced_http_client
+    from hyperspot.platform.observability.tracing import trace_hex
+
+    callee = launcher.start()
+    tracer = TracerProvider().get_tracer("caller")
+
+    async def call() -> tuple[str, str]:
+        with tracer.start_as_current_span("caller") as span:
+            async with traced_http_client(base_url=callee.url) as client:
+                response = await client.get("/hello/v1/greetings/fr", params={"name": "Ann"})
+            return trace_hex(span.get_span_context().trace_id), response.headers["X-Trace-Id"]
+
+    mine, theirs = asyncio.run(call())
+    assert mine == theirs
+
+
+def test_otlp_exporter_ships_spans_to_a_collector(launcher: Launcher) -> None:
+    received: list[tuple[str, str]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{collector.server_address[1]}/v1/traces"
+        tracing = {"exporters": ["otlp"], "otlp_endpoint": endpoint, "sample_ratio": 1.0}
+        server = launcher.start({"observability": {"tracing": tracing}})
+        assert server.client.get("/hello/v1/greetings/fr").status_code == 200
+        assert server.stop() == 0  # shutting down flushes the batch
+        assert ("/v1/traces", "application/x-protobuf") in received
+    finally:
+        collector.shutdown()
+        collector.server_close()

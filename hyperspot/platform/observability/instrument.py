@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import trace
+import httpx
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from hyperspot.platform.config import ObservabilitySettings
@@ -129,3 +130,16 @@ class _TracedClient:
                     raise
 
         return traced
+
+
+async def _inject_traceparent(request: httpx.Request) -> None:
+    propagate.inject(request.headers)
+
+
+def traced_http_client(**options: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose requests carry the current trace (W3C ``traceparent``),
+    so that the server called continues the caller's trace: the way modules call out over HTTP.
+    """
+    hooks = options.pop("event_hooks", {})
+    hooks.setdefault("request", []).append(_inject_traceparent)
+    return httpx.AsyncClient(event_hooks=hooks, **options)
