@@ -104,7 +104,12 @@ def test_metrics_count_what_was_sent(server: Server) -> None:
     slow = samples(server, "hyperspot_http_slow_requests_total")
     assert [(s.labels["route"], s.value) for s in slow] == [(NOTES, 2)]
     assert "slow request: GET /notes/v1/notes" in server.log()
-    stats = client.get("/admin/stats", params={"module": "notes"}, headers=bearer(ROOT)).json()
+    stats = client.get(
+        "/admin/stats", params={"module": "notes", "window_minutes": 15}, headers=bearer(ROOT)
+    ).json()
+    assert stats["window_minutes"] == 15
+    bad_window = client.get("/admin/stats", params={"window_minutes": 7}, headers=bearer(ROOT))
+    assert bad_window.status_code == 400
     by_route = {(r["method"], r["route"]): r for r in stats["routes"]}
     assert by_route[("POST", NOTES)]["requests"] == 5
     assert by_route[("GET", NOTES)]["over_threshold"] is True

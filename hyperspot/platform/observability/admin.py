@@ -7,9 +7,9 @@ administrators hold.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from hyperspot.platform.gateway.operations import Call, Reply, RestApi
 from hyperspot.platform.gateway.problems import Problem
@@ -31,7 +31,8 @@ ModuleStatuses = Callable[[], Awaitable[list[ModuleStatus]]]
 
 
 class StatsQuery(BaseModel):
-    window_minutes: Literal[5, 15, 60] = 5
+    # Query values arrive as text; the literal check needs the number.
+    window_minutes: Annotated[Literal[5, 15, 60], BeforeValidator(int)] = 5
     tenant: str | None = None
     module: str | None = None
     route: str | None = Field(default=None, description="A route template, e.g. /notes/v1/notes.")
