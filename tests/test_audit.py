@@ -15,8 +15,9 @@ import pytest
 from conftest import ROOT, TEST_ENGINE, Launcher, add_tenant, bearer, secured_config
 
 from hyperspot.modules.audit.contract import AuditEvent, AuditResult
+from hyperspot.modules.audit.domain.ports import ACTOR_LENGTH
 from hyperspot.modules.audit.domain.service import AuditService
-from hyperspot.modules.audit.infra.storage import ACTOR_LENGTH, MIGRATIONS, define_entities
+from hyperspot.modules.audit.infra.storage import MIGRATIONS, define_entities
 from hyperspot.platform.config import DatabaseSettings
 from hyperspot.platform.db import ListParams, ListQueryError, PlatformDatabase, ScopedSession
 from hyperspot.platform.db.migrations import MigrationRunner

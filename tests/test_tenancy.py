@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pony.orm import PrimaryKey, Required
 
-from hyperspot.modules.notes.infra.storage import MIGRATIONS, NoteEntities, define_entities
+from hyperspot.modules.notes.domain.ports import NoteEntities
+from hyperspot.modules.notes.infra.storage import MIGRATIONS, define_entities
 from hyperspot.platform.config import DatabaseSettings
 from hyperspot.platform.db import PlatformDatabase, ScopedSession, TenantViolationError
 from hyperspot.platform.db.migrations import MigrationRunner

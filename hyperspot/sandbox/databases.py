@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from psycopg2 import sql
+
 from hyperspot.platform.db.urls import DatabaseError, DatabaseUrl, parse_database_url
 
 Engine = Literal["sqlite", "postgres", "mariadb"]
@@ -37,6 +39,15 @@ def admin_url(engine: Engine) -> DatabaseUrl:
     )
 
 
+# Identifiers cannot be bound parameters: MariaDB's are quoted by _mariadb_identifier.
+CREATE_MARIADB = "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+DROP_MARIADB = "DROP DATABASE IF EXISTS {}"
+
+
+def _mariadb_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
 @dataclass(frozen=True)
 class ProvisionedDatabase:
     engine: Engine
@@ -55,10 +66,11 @@ class ProvisionedDatabase:
             cursor = connection.cursor()
             if self.engine == "postgres":
                 # FORCE: Pony keeps pooled connections open in other threads and processes.
-                cursor.execute(f'DROP DATABASE IF EXISTS "{self.url.database}" WITH (FORCE)')
-                cursor.execute(f'DROP ROLE IF EXISTS "{self.role}"')
+                database = sql.Identifier(self.url.database)
+                cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+                cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self.role)))
             else:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{self.url.database}`")
+                cursor.execute(DROP_MARIADB.format(_mariadb_identifier(self.url.database)))
         finally:
             connection.close()
 
@@ -84,14 +96,18 @@ def provision(
             role = name
             password = secrets.token_hex(12)
             cursor.execute(
-                f"CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'"
+                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
             )
             cursor.execute(
-                f'CREATE DATABASE "{name}" OWNER "{role}" ENCODING \'UTF8\' TEMPLATE template0'
+                sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
+                    sql.Identifier(name), sql.Identifier(role)
+                )
             )
             url = admin.with_database(name).with_user(role, password)
             return ProvisionedDatabase("postgres", url, admin, role=role)
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        cursor.execute(CREATE_MARIADB.format(_mariadb_identifier(name)))
         return ProvisionedDatabase("mariadb", admin.with_database(name), admin)
     except DatabaseError:
         raise

@@ -4,11 +4,12 @@ from hyperspot.modules.hello.api.rest import register_rest
 from hyperspot.modules.hello.config import HelloConfig
 from hyperspot.modules.hello.contract import GreeterApi
 from hyperspot.modules.hello.domain.greeter import Greeter
+from hyperspot.modules.hello.infra.phrasebook import PHRASEBOOK
 from hyperspot.platform import Capability, Module, ModuleContext
 
 
 def init(ctx: ModuleContext[HelloConfig]) -> None:
-    greeter = Greeter(default_name=ctx.config.default_name, shout=ctx.config.shout)
+    greeter = Greeter(PHRASEBOOK, default_name=ctx.config.default_name, shout=ctx.config.shout)
     ctx.clients.register(GreeterApi, greeter, owner=ctx.module.name)
 
 

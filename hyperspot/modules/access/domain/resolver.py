@@ -12,7 +12,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from hyperspot.modules.access.domain.keys import parse_key, secret_matches
-from hyperspot.modules.access.infra.storage import AccessEntities
+from hyperspot.modules.access.domain.ports import AccessEntities
 from hyperspot.modules.audit.contract import AuditLogApi, AuditResult
 from hyperspot.modules.tenants.contract import TenantsApi, TenantState
 from hyperspot.platform.db import PlatformDatabase, ScopedSession

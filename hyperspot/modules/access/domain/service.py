@@ -26,8 +26,8 @@ from hyperspot.modules.access.contract import (
     RoleChanges,
 )
 from hyperspot.modules.access.domain.keys import new_key
+from hyperspot.modules.access.domain.ports import AccessEntities
 from hyperspot.modules.access.domain.resolver import AccessResolver, split_words
-from hyperspot.modules.access.infra.storage import AccessEntities
 from hyperspot.modules.audit.contract import AuditLogApi, AuditResult
 from hyperspot.modules.tenants.contract import TenantsApi
 from hyperspot.platform.db import PlatformDatabase, ScopedSession

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pony.orm import Database, Optional, PrimaryKey, Required
 
+from hyperspot.modules.access.domain.ports import AccessEntities
 from hyperspot.platform.db import (
     Column,
     ColumnType,
@@ -72,14 +71,6 @@ MIGRATIONS = (
         ),
     ),
 )
-
-
-@dataclass(frozen=True)
-class AccessEntities:
-    # Pony entity classes; Pony has no static types.
-    Role: Any
-    Assignment: Any
-    ApiKey: Any
 
 
 def define_entities(db: Database) -> AccessEntities:

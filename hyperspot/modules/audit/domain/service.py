@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hyperspot.modules.audit.contract import AuditEvent, AuditResult
-from hyperspot.modules.audit.infra import storage
-from hyperspot.modules.audit.infra.storage import AuditEntities
+from hyperspot.modules.audit.domain import ports
+from hyperspot.modules.audit.domain.ports import AuditEntities
 from hyperspot.platform.db import (
     ListField,
     ListParams,
@@ -74,13 +74,13 @@ class AuditService:
         detail: str = "",
     ) -> None:
         values = {
-            "actor": _clip(actor.subject, storage.ACTOR_LENGTH),
-            "actor_tenant": _clip(actor.home_tenant, storage.TENANT_LENGTH),
-            "action": _clip(action, storage.ACTION_LENGTH),
-            "target": _clip(target, storage.TARGET_LENGTH),
+            "actor": _clip(actor.subject, ports.ACTOR_LENGTH),
+            "actor_tenant": _clip(actor.home_tenant, ports.TENANT_LENGTH),
+            "action": _clip(action, ports.ACTION_LENGTH),
+            "target": _clip(target, ports.TARGET_LENGTH),
             "result": result.value,
-            "client": _clip(origin.client, storage.CLIENT_LENGTH) if origin else "",
-            "request_id": _clip(origin.request_id, storage.REQUEST_ID_LENGTH) if origin else "",
+            "client": _clip(origin.client, ports.CLIENT_LENGTH) if origin else "",
+            "request_id": _clip(origin.request_id, ports.REQUEST_ID_LENGTH) if origin else "",
             "detail": detail,
         }
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pony.orm import Database, Optional, PrimaryKey, Required
 
+from hyperspot.modules.audit.domain.ports import (
+    ACTION_LENGTH,
+    ACTOR_LENGTH,
+    CLIENT_LENGTH,
+    REQUEST_ID_LENGTH,
+    RESULT_LENGTH,
+    TARGET_LENGTH,
+    TENANT_LENGTH,
+    AuditEntities,
+)
 from hyperspot.platform.db import (
     Column,
     ColumnType,
@@ -20,13 +28,6 @@ from hyperspot.platform.db import (
 TABLE = "audit_event"
 
 # Column lengths, also used to clip values: an event is never lost to an over-long field.
-ACTOR_LENGTH = 255
-TENANT_LENGTH = 64
-ACTION_LENGTH = 100
-TARGET_LENGTH = 255
-RESULT_LENGTH = 16
-CLIENT_LENGTH = 100
-REQUEST_ID_LENGTH = 100
 
 MIGRATIONS = (
     Migration(
@@ -54,11 +55,6 @@ MIGRATIONS = (
         ),
     ),
 )
-
-
-@dataclass(frozen=True)
-class AuditEntities:
-    AuditEntry: Any  # a Pony entity class; Pony has no static types
 
 
 def define_entities(db: Database) -> AuditEntities:

@@ -1,14 +1,6 @@
 """Where the module's data lives: here a fixed phrasebook, elsewhere a database."""
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Phrase:
-    name: str
-    template: str  # "{names}" is replaced by the joined names
-    conjunction: str
-
+from hyperspot.modules.hello.domain.greeter import Phrase
 
 PHRASEBOOK: dict[str, Phrase] = {
     "de": Phrase("German", "Hallo, {names}!", "und"),

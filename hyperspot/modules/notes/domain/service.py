@@ -14,7 +14,7 @@ from hyperspot.modules.notes.contract import (
     NoteNotFoundError,
     QuotaExceededError,
 )
-from hyperspot.modules.notes.infra.storage import NoteEntities
+from hyperspot.modules.notes.domain.ports import NoteEntities
 from hyperspot.platform.db import (
     ListField,
     ListParams,

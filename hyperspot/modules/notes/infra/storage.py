@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pony.orm import Database, Optional, PrimaryKey, Required
 
+from hyperspot.modules.notes.domain.ports import NoteEntities
 from hyperspot.platform.db import (
     AddColumn,
     Column,
@@ -51,11 +50,6 @@ MIGRATIONS = (
         ),
     ),
 )
-
-
-@dataclass(frozen=True)
-class NoteEntities:
-    Note: Any  # a Pony entity class; Pony has no static types
 
 
 def define_entities(db: Database) -> NoteEntities:

@@ -32,7 +32,7 @@ from hyperspot.modules.tenants.contract import (
     TenantNotFoundError,
     TenantState,
 )
-from hyperspot.modules.tenants.infra.storage import TenantEntities
+from hyperspot.modules.tenants.domain.ports import TenantEntities
 from hyperspot.platform.db import (
     ListField,
     ListParams,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pony.orm import Database, Optional, PrimaryKey, Required
 
+from hyperspot.modules.tenants.domain.ports import TenantEntities
 from hyperspot.platform.db import Column, ColumnType, CreateIndex, CreateTable, Global, Migration
 
 TABLE = "tenants_tenant"
@@ -33,11 +32,6 @@ MIGRATIONS = (
         ),
     ),
 )
-
-
-@dataclass(frozen=True)
-class TenantEntities:
-    Tenant: Any  # a Pony entity class; Pony has no static types
 
 
 def define_entities(db: Database) -> TenantEntities:
