@@ -12,8 +12,12 @@ import typer
 from rich.table import Table
 
 from hyperspot import __version__
+from hyperspot.cli.check import check
 from hyperspot.cli.common import ConfigOption, fail, out
+from hyperspot.cli.dashboard import dashboard
+from hyperspot.cli.lint import lint
 from hyperspot.cli.migrate import migrate_app
+from hyperspot.cli.new import new
 from hyperspot.cli.sandbox import sandbox_app
 from hyperspot.cli.tenants import tenants_app
 from hyperspot.platform.config import flatten, load_config, mask_secrets
@@ -31,6 +35,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(tenants_app, name="tenants")
+app.command()(dashboard)
+app.command()(lint)
+app.command()(new)
+app.command()(check)
 
 
 def _print_version(value: bool) -> None:
@@ -84,10 +92,12 @@ def _serve_reloading(config: Path | None) -> None:
 
     import uvicorn
 
-    from hyperspot.platform.server import prepare
+    from hyperspot.platform.server import check_auth_mode, prepare
 
-    # Fail fast, with the CLI's message, before the reloader starts.
-    loaded, _ = prepare(config, serving=True)
+    # Fail fast, with the CLI's message, before the reloader starts; its worker process is the
+    # one that serves (and writes the log file).
+    loaded, _ = prepare(config)
+    check_auth_mode(loaded)
     if config is not None:
         os.environ["HYPERSPOT_CONFIG"] = str(config.resolve())
     watched = [str(Path(__file__).resolve().parents[1]), *map(str, loaded.settings.modules_path)]

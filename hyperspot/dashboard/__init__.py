@@ -1,0 +1,1 @@
+"""A live terminal dashboard over the admin observability endpoints (``hyperspot dashboard``)."""
