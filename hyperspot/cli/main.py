@@ -18,6 +18,7 @@ from hyperspot.cli.dashboard import dashboard
 from hyperspot.cli.lint import lint
 from hyperspot.cli.migrate import migrate_app
 from hyperspot.cli.new import new
+from hyperspot.cli.onboard import onboard
 from hyperspot.cli.sandbox import sandbox_app
 from hyperspot.cli.tenants import tenants_app
 from hyperspot.platform.config import flatten, load_config, mask_secrets
@@ -39,6 +40,7 @@ app.command()(dashboard)
 app.command()(lint)
 app.command()(new)
 app.command()(check)
+app.command()(onboard)
 
 
 def _print_version(value: bool) -> None:

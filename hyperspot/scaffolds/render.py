@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
-from importlib.abc import Traversable
 from importlib.metadata import entry_points
+from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
 from hyperspot.platform.errors import HyperspotError

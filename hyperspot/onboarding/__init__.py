@@ -1,0 +1,1 @@
+"""``hyperspot onboard``: a guided Textual wizard from an empty folder to a running server."""
