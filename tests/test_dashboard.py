@@ -683,12 +683,15 @@ def test_live_unreachable_then_recovered_on_the_same_port(
         app = DashboardApp(AdminClient(server.url, admin_token()), interval_s=0.2)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: "updated" in status(app), "a first report")
-            shown = rows(app, "#routes")
-            assert shown
+            assert rows(app, "#routes")
 
             await asyncio.to_thread(server.stop)
             await until(pilot, lambda: "UNREACHABLE since" in status(app), "the lost server")
             assert "cannot connect" in status(app)
+            # The last data stays on screen, marked stale, while polls keep failing.
+            shown = rows(app, "#routes")
+            assert shown
+            await pilot.pause(0.6)
             assert app.screen.has_class("stale") and rows(app, "#routes") == shown
 
             again = await asyncio.to_thread(start_on_port, launcher, traffic_config(database), port)
