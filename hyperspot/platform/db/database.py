@@ -79,6 +79,9 @@ class PlatformDatabase:
                 f"{str(error).strip().splitlines()[0]} (are all migrations applied? "
                 "see `hyperspot migrate status`)"
             ) from None
+        # Binding opened a connection for this thread (a passing one, e.g. asyncio.to_thread's):
+        # close it here, where it belongs; the worker threads open their own.
+        self.schema.disconnect()
         self.mapped = True
         self._pool = ThreadPoolExecutor(
             max_workers=self.settings.pool_size, thread_name_prefix="hyperspot-db"
