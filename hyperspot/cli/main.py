@@ -67,6 +67,10 @@ def up(
     host: Annotated[str | None, typer.Option(help="Bind address (server.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (server.port).")] = None,
     reload: Annotated[bool, typer.Option(help="Restart when the code changes.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Server processes sharing the port (server.workers)."),
+    ] = None,
 ) -> None:
     """Start the server (embedded SQLite unless database.url says otherwise)."""
     import os
@@ -78,6 +82,10 @@ def up(
         os.environ["HYPERSPOT_SERVER__HOST"] = host
     if port is not None:
         os.environ["HYPERSPOT_SERVER__PORT"] = str(port)
+    if workers is not None:
+        if reload and workers > 1:
+            raise fail("--reload serves one process: leave out --workers")
+        os.environ["HYPERSPOT_SERVER__WORKERS"] = str(workers)
     try:
         if reload:
             _serve_reloading(config)
@@ -115,6 +123,44 @@ def _serve_reloading(config: Path | None) -> None:
     )
 
 
+@app.command("run-module")
+def run_module(
+    name: Annotated[str, typer.Argument(help="The module to run in this process.")],
+    *,
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port (0: any free port).")] = 0,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="Also serve its contracts over gRPC (0: any free port).")
+    ] = None,
+    parent_url: Annotated[
+        str | None,
+        typer.Option(help="The platform's address, for the modules this one calls there."),
+    ] = None,
+    parent_pid: Annotated[
+        int | None, typer.Option(help="Stop when this process (the platform) is gone.")
+    ] = None,
+) -> None:
+    """Run one module in its own process (the platform starts this for `runtime: oop`; run it on
+    another host for `runtime: remote`). It prints its addresses once ready."""
+    from hyperspot.platform.rpc.child import run_module as run
+
+    try:
+        run(
+            name,
+            config,
+            host=host,
+            port=port,
+            grpc_port=grpc_port,
+            parent_url=parent_url,
+            parent_pid=parent_pid,
+        )
+    except HyperspotError as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
+
+
 @app.command()
 def modules(config: ConfigOption = None) -> None:
     """List the modules: name, version, dependencies, capabilities and state."""
@@ -134,7 +180,7 @@ def modules(config: ConfigOption = None) -> None:
             module.version,
             ", ".join(module.depends_on) or "-",
             ", ".join(sorted(module.capabilities)) or "-",
-            "disabled" if record.context is None else "enabled",
+            "disabled" if record.state == "disabled" else f"enabled ({record.runtime})",
         )
     out.print(table)
 

@@ -18,6 +18,13 @@ class ClientNotFoundError(HyperspotError):
     """No module registered a client for the requested contract."""
 
 
+class ClientUnavailable(HyperspotError):  # noqa: N818 - the contract's name for this failure
+    """The module behind a contract could not be reached or did not answer in time.
+
+    Every remote failure that is not one of the contract's own typed errors is this one error.
+    """
+
+
 # Wraps a client handed to a caller, e.g. to trace each call: (contract name, client) -> client.
 ClientWrapper = Callable[[str, object], object]
 

@@ -52,6 +52,47 @@ class ServerSettings(_Strict):
         default=10.0, ge=0, description="How long in-flight requests may run after SIGTERM."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    # The bounds below keep one client from holding memory, sockets or workers (README's table).
+    max_json_depth: int = Field(
+        default=32,
+        ge=1,
+        le=200,
+        description="Nesting depth of a JSON request body (the parser itself stops at 200).",
+    )
+    max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Request line and headers together (else 431)."
+    )
+    max_headers: int = Field(default=100, ge=1, description="Header lines per request (else 431).")
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's line and headers must arrive within this (else 408, closed).",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request's body must arrive within this after its headers (else 408).",
+    )
+    keep_alive_s: int = Field(
+        default=5, ge=1, description="An idle keep-alive connection is closed after this."
+    )
+    max_connections: int | None = Field(
+        default=1024,
+        ge=1,
+        description="Open connections (or requests in progress) beyond which requests get 503.",
+    )
+    backlog: int = Field(
+        default=2048, ge=1, description="Connections the kernel queues before they are accepted."
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Server processes sharing the port, each with the full runtime (one GIL each); "
+            "1 serves in the `hyperspot up` process itself."
+        ),
+    )
     cors: CorsSettings = Field(default_factory=CorsSettings)
 
 
@@ -65,7 +106,18 @@ class DatabaseSettings(_Strict):
         le=256,
         description="Worker threads for database work (one connection each).",
     )
-    connect_timeout_s: float = Field(default=10.0, gt=0)
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Longest wait for a new database connection."
+    )
+    statement_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest one unit of database work (a request's transaction) may take: past it the "
+            "request is answered 503 and the database cancels the statement."
+        ),
+    )
     migrate_on_start: bool = Field(
         default=True, description="Apply pending migrations at start-up (else refuse to start)."
     )
@@ -223,6 +275,65 @@ class ObservabilitySettings(_Strict):
     )
 
 
+class ClientSettings(_Strict):
+    """Module-to-module calls (ClientHub) that cross processes."""
+
+    secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "Signs the caller's context on calls between the platform's processes. Needed for "
+            "'remote' modules (the same value on both sides); generated per run for 'oop' ones."
+        ),
+    )
+    timeout_s: float = Field(default=5.0, gt=0, le=300, description="Per call attempt.")
+    retries: int = Field(
+        default=2, ge=0, le=10, description="Extra attempts for idempotent methods."
+    )
+    backoff_s: float = Field(default=0.1, ge=0, le=30, description="First retry delay (doubles).")
+    start_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long an out-of-process module may take to get ready."
+    )
+    restart_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait before restarting a crashed module process."
+    )
+    forward_timeout_s: float = Field(
+        default=60.0, gt=0, description="REST requests forwarded to a module in another process."
+    )
+
+
+class ModuleDeployment(_Strict):
+    """Where a module runs and how other modules reach it: keys of its ``modules.<name>`` section
+    beside its own settings."""
+
+    runtime: Literal["local", "oop", "remote"] = Field(
+        default="local",
+        description=(
+            "'local': in this process; 'oop': in a child process the platform supervises; "
+            "'remote': served by `hyperspot run-module` on another host (see address)."
+        ),
+    )
+    transport: Literal["local", "http", "grpc"] | None = Field(
+        default=None,
+        description="How ClientHub calls it: 'local' (direct) for local modules, else http or grpc.",
+    )
+    address: str | None = Field(
+        default=None, description="Remote modules: the base URL of its HTTP server."
+    )
+    grpc_address: str | None = Field(
+        default=None, description="Remote modules with transport grpc: host:port of its gRPC."
+    )
+
+    @property
+    def chosen_transport(self) -> Literal["local", "http", "grpc"]:
+        if self.transport is not None:
+            return self.transport
+        return "local" if self.runtime == "local" else "http"
+
+
+DEPLOYMENT_KEYS = frozenset(ModuleDeployment.model_fields)
+
+
 class PlatformSettings(_Strict):
     data_dir: Path = Field(default=Path(".hyperspot"), description="Where local state is kept.")
     modules_path: list[Path] = Field(
@@ -234,6 +345,7 @@ class PlatformSettings(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    clients: ClientSettings = Field(default_factory=ClientSettings)
     # Each module's section is validated against that module's own config model once modules are
     # discovered (see ``validate_module_sections``); here it is only required to be a mapping.
     modules: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -269,6 +381,8 @@ class LoadedConfig:
 
     settings: PlatformSettings
     sources: dict[ConfigPath, Source] = field(default_factory=dict)
+    # The file it was read from, if any: module processes started by this one read it too.
+    path: Path | None = None
 
     def source_of(self, path: ConfigPath) -> Source:
         return _source_of(self.sources, path)
@@ -301,7 +415,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     for name, section in settings.modules.items():
         if not isinstance(section, dict):  # pragma: no cover - pydantic already enforces mappings
             raise ConfigError([f"modules.{name}: expected a mapping"])
-    return LoadedConfig(settings=settings, sources=sources)
+    return LoadedConfig(settings=settings, sources=sources, path=path)
 
 
 def validate_section(

@@ -79,6 +79,10 @@ class Module(Generic[C]):
     health: HealthHook[C] | None = None
     migrations: tuple[Migration, ...] = ()
     permissions: tuple[Permission, ...] = ()
+    # Client contracts (Protocols from ``contract`` packages) this module registers in ``init``,
+    # and those it calls: both are checked at start-up, and drive out-of-process deployment.
+    provides: tuple[type, ...] = ()
+    uses: tuple[type, ...] = ()
 
     def __post_init__(self) -> None:
         if not MODULE_NAME.match(self.name):

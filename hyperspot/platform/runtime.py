@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hyperspot import __version__
 from hyperspot.platform.auth import Authenticator
 from hyperspot.platform.clients import ClientHub
-from hyperspot.platform.config import LoadedConfig, validate_section
+from hyperspot.platform.config import (
+    DEPLOYMENT_KEYS,
+    LoadedConfig,
+    ModuleDeployment,
+    validate_section,
+)
 from hyperspot.platform.db.database import PlatformDatabase
 from hyperspot.platform.db.migrations import MigrationRunner
 from hyperspot.platform.db.schema import Migration
@@ -41,6 +46,7 @@ from hyperspot.platform.observability.instrument import Observability
 from hyperspot.platform.observability.models import ModuleStatus
 from hyperspot.platform.ratelimit import RateLimiter, build_rate_limiter
 from hyperspot.platform.registry import discover, resolve
+from hyperspot.platform.rpc.links import ModuleLinks, check_deployment
 
 logger = logging.getLogger("hyperspot.runtime")
 
@@ -68,6 +74,8 @@ class ModuleRecord:
     context: ModuleContext[Any] | None
     state: ModuleState
     error: str | None = None
+    # "local", or where the module runs instead ("oop", "remote"): then it has no context here.
+    runtime: str = "local"
 
 
 class ModuleHealth(BaseModel):
@@ -78,11 +86,20 @@ class ModuleHealth(BaseModel):
     detail: str = ""
 
 
+class DatabaseStatus(BaseModel):
+    backend: str
+    healthy: bool
+    detail: str = ""
+
+
 class Readiness(BaseModel):
     status: Literal["ok", "degraded", "starting", "stopping"]
     version: str
     uptime_s: float
     modules: list[ModuleHealth]
+    database: DatabaseStatus | None = Field(
+        default=None, description="The platform's database (absent when no module uses one)."
+    )
 
 
 class Liveness(BaseModel):
@@ -114,9 +131,12 @@ class Runtime:
         self.clients = ClientHub(wrap=self.observability.traced_client)
         self.started_at = time.monotonic()
         self.stopping = False
+        # True in `hyperspot run-module`: it serves only what the platform's gateway forwards.
+        self.module_process = False
         self.operations: list[Operation] = []
         disabled = set()
         configs: dict[str, BaseModel] = {}
+        self.deployments: dict[str, ModuleDeployment] = {}
         for module in modules:
             section = dict(self.settings.modules.get(module.name, {}))
             enabled = section.pop("enabled", True)
@@ -128,10 +148,14 @@ class Runtime:
             if not enabled:
                 disabled.add(module.name)
                 continue
+            prefix = ("modules", module.name)
+            placement = {key: section.pop(key) for key in list(section) if key in DEPLOYMENT_KEYS}
+            deployment = validate_section(ModuleDeployment, placement, prefix, loaded)
+            assert isinstance(deployment, ModuleDeployment)
+            check_deployment(module.name, deployment, loaded)
+            self.deployments[module.name] = deployment
             # Every module's config is validated before any module runs.
-            configs[module.name] = validate_section(
-                module.config_model, section, ("modules", module.name), loaded
-            )
+            configs[module.name] = validate_section(module.config_model, section, prefix, loaded)
         ordered = resolve(modules, disabled)
         declared = [(PLATFORM, OBSERVE)] + [
             (module.name, permission) for module in ordered for permission in module.permissions
@@ -139,7 +163,9 @@ class Runtime:
         self.permissions = PermissionCatalogue(declared)
         self.clients.register(PermissionCatalogue, self.permissions, owner=PLATFORM)
         self.limiter: RateLimiter | None = None
-        uses_db = any(Capability.DB in module.capabilities for module in ordered)
+        self.links = ModuleLinks(loaded, self.observability, self.deployments)
+        local = [m for m in ordered if self.deployments[m.name].runtime == "local"]
+        uses_db = any(Capability.DB in module.capabilities for module in local)
         self.database = (
             PlatformDatabase(self.settings.database, self.settings.database_url)
             if uses_db
@@ -157,8 +183,13 @@ class Runtime:
                 ),
                 ModuleState.LOADED,
             )
-            for module in ordered
+            for module in local
         ]
+        self.records.extend(
+            ModuleRecord(m, None, ModuleState.LOADED, runtime=self.deployments[m.name].runtime)
+            for m in ordered
+            if m not in local
+        )
         self.records.extend(
             ModuleRecord(m, None, ModuleState.DISABLED)
             for m in sorted(modules, key=lambda m: m.name)
@@ -167,15 +198,31 @@ class Runtime:
 
     @property
     def active(self) -> list[ModuleRecord]:
+        """The modules that run in this process."""
         return [r for r in self.records if r.context is not None]
 
-    async def boot(self, *, migrate: bool = True) -> list[Operation]:
-        """init, migrate and register every module; returns all operations (platform's included)."""
+    @property
+    def elsewhere(self) -> list[ModuleRecord]:
+        """The enabled modules that run in other processes (``oop`` or ``remote``)."""
+        return [r for r in self.records if r.runtime != "local"]
+
+    async def boot(self, *, migrate: bool = True, link: bool = False) -> list[Operation]:
+        """init, migrate and register every module; returns all operations (platform's included).
+
+        ``link`` (serving): start the modules that run out of process, or wait for remote ones,
+        and route their operations through this gateway.
+        """
         try:
             if migrate and self.database is not None:
                 # Reach the database before any module runs: a wrong URL fails fast and clearly.
                 await asyncio.to_thread(self.database.check_server)
+            self.links.register_remote(self.clients, [r.module for r in self.elsewhere])
+            if link:
+                await self.links.start()
+                for record in self.elsewhere:
+                    record.state = ModuleState.STARTED
             await self._phase("init", ModuleState.INITIALIZED)
+            self._check_contracts()
             if migrate:
                 if self.database is not None:
                     await asyncio.to_thread(self._apply_migrations, self.database)
@@ -191,6 +238,10 @@ class Runtime:
                     record.module.register_rest(record.context, api)
                 operations.extend(api.build())
                 record.state = ModuleState.REGISTERED
+            local = [record.module for record in self.active]
+            operations += self.links.served_operations(self.clients, local)
+            if link:
+                operations += await self.links.remote_operations()
             check_unique(operations)
             self._check_permissions(operations)
         except BaseException:
@@ -200,7 +251,29 @@ class Runtime:
         return operations
 
     def openapi(self) -> dict[str, Any]:
-        return build_openapi(self.operations, title="HyperSpot API", version=__version__)
+        document = build_openapi(self.operations, title="HyperSpot API", version=__version__)
+        return self.links.document(document)
+
+    def _check_contracts(self) -> None:
+        """Every contract a module uses has a provider, and providers registered what they
+        declared: a missing one fails here, naming it, not at the first call."""
+        problems = []
+        for record in self.active:
+            for protocol in record.module.provides:
+                if self.clients.find(protocol) is None:
+                    problems.append(
+                        f"module '{record.module.name}' declares it provides "
+                        f"{protocol.__qualname__} but did not register it in init"
+                    )
+        for record in self.active:
+            for protocol in record.module.uses:
+                if self.clients.find(protocol) is None:
+                    problems.append(
+                        f"module '{record.module.name}' uses {protocol.__qualname__}, which no "
+                        "enabled module provides"
+                    )
+        if problems:
+            raise StartupError("; ".join(problems))
 
     def build_app(self) -> AsgiApp:
         auth = self.settings.auth
@@ -210,7 +283,13 @@ class Runtime:
         authenticate = Authenticator(auth, resolver.verify_api_key)
         self.limiter = build_rate_limiter(self.settings.rate_limits)
         gateway = Gateway(
-            self.settings.server, authenticate, resolver, self.limiter, self.observability
+            self.settings.server,
+            authenticate,
+            resolver,
+            self.limiter,
+            self.observability,
+            call_contexts=self.links.signer,
+            call_contexts_only=self.module_process,
         )
         return gateway.build(self.operations, self.openapi())
 
@@ -232,7 +311,7 @@ class Runtime:
         except BaseException:
             await self.stop()
             raise
-        for record in self.active:
+        for record in self.active + self.elsewhere:
             record.state = ModuleState.READY
         # What start-up built lives as long as the server: out of the collector's way, so full
         # collections only walk objects made while serving.
@@ -259,6 +338,9 @@ class Runtime:
                 await asyncio.gather(*context.tasks, return_exceptions=True)
             record.state = ModuleState.STOPPED
             logger.info("stopped module '%s'", record.module.name)
+        await self.links.stop(self.settings.server.grace_period_s)
+        for record in self.elsewhere:
+            record.state = ModuleState.STOPPED
         if self.limiter is not None:
             await self.limiter.close()
         if self.database is not None:
@@ -310,11 +392,12 @@ class Runtime:
         modules = []
         for record in self.records:
             modules.append(await self._module_health(record))
+        database = await self._database_status()
         if self.stopping:
             status: Literal["ok", "degraded", "starting", "stopping"] = "stopping"
         elif any(r.state not in (ModuleState.READY, ModuleState.DISABLED) for r in self.records):
             status = "starting"
-        elif all(m.healthy for m in modules):
+        elif all(m.healthy for m in modules) and (database is None or database.healthy):
             status = "ok"
         else:
             status = "degraded"
@@ -323,12 +406,26 @@ class Runtime:
             version=__version__,
             uptime_s=round(time.monotonic() - self.started_at, 3),
             modules=modules,
+            database=database,
+        )
+
+    async def _database_status(self) -> DatabaseStatus | None:
+        """The platform-level database check: the server answers (once mapped, i.e. serving)."""
+        if self.database is None or not self.database.mapped:
+            return None
+        check = await self.database.health()
+        return DatabaseStatus(
+            backend=self.database.url.backend, healthy=check.healthy, detail=check.detail
         )
 
     async def _module_health(self, record: ModuleRecord) -> ModuleHealth:
         module, context = record.module, record.context
         check = HealthCheck(healthy=record.error is None, detail=record.error or "")
-        if context is not None and context.task_failure is not None:
+        location = self.links.locations.get(module.name)
+        if location is not None and record.state == ModuleState.READY:
+            check = await location.health()
+            check = HealthCheck(check.healthy, f"{record.runtime}: {check.detail}")
+        elif context is not None and context.task_failure is not None:
             check = HealthCheck(False, context.task_failure)
         elif (
             context is not None and module.health is not None and record.state == ModuleState.READY

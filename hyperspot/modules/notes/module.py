@@ -24,6 +24,7 @@ module = Module(
     init=init,
     register_rest=register_rest,
     migrations=MIGRATIONS,
+    provides=(NotesApi,),
     permissions=(
         Permission("notes:read", "Read and list the tenant's notes", member=True),
         Permission("notes:write", "Create, change and delete the tenant's notes", member=True),

@@ -15,7 +15,11 @@ REF = "#/components/schemas/{model}"
 Mode = Literal["validation", "serialization"]
 
 # Errors the gateway itself may answer on any operation.
-_COMMON_ERRORS = {406: "The Accept header admits no JSON", 500: "Unexpected server error"}
+_COMMON_ERRORS = {
+    400: "Malformed request (e.g. a path or query string that is not UTF-8 text)",
+    406: "The Accept header admits no JSON",
+    500: "Unexpected server error",
+}
 
 
 class _Schemas:
@@ -74,6 +78,7 @@ def _responses(op: Operation, schemas: _Schemas, has_input: bool) -> dict[str, A
     if has_input:
         errors[400] = "Malformed or invalid input"
     if op.body_model is not None:
+        errors[408] = "The request body did not arrive in time"
         errors[413] = "Request body too large"
         errors[415] = "Request body is not JSON"
     if not op.access.is_public:
@@ -109,10 +114,12 @@ def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     if op.access.permission:
         entry["x-hyperspot-permission"] = op.access.permission
     entry["x-hyperspot-rate-limit"] = op.rate_limit or DEFAULT_RATE_CLASS
+    entry["x-hyperspot-module"] = op.module
     return entry
 
 
 def build_openapi(operations: Sequence[Operation], *, title: str, version: str) -> dict[str, Any]:
+    operations = [op for op in operations if op.documented]
     schemas = _Schemas(operations)
     paths: dict[str, dict[str, Any]] = {}
     for op in sorted(operations, key=lambda o: (o.path, o.method)):

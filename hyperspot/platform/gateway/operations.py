@@ -76,6 +76,11 @@ class Call:
             raise RuntimeError("a public operation has no security context")
         return self._security
 
+    @property
+    def caller(self) -> SecurityContext | None:
+        """The context if there is one: e.g. module-to-module calls made as the platform itself."""
+        return self._security
+
     def query(self, model: type[M]) -> M:
         return self._input("query", model)
 
@@ -93,6 +98,11 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[BaseModel | Reply | None]]
+# Answers an operation served by another process (an out-of-process module): it gets the request
+# after the gateway authenticated, authorized and admitted it.
+Forwarder = Callable[
+    [falcon.asgi.Request, falcon.asgi.Response, SecurityContext | None], Awaitable[None]
+]
 
 
 @dataclass(frozen=True)
@@ -105,14 +115,16 @@ class ResponseSpec:
 
 @dataclass(frozen=True)
 class Access:
-    """The access decision of an operation: public, any credential, or a required permission."""
+    """The access decision of an operation: public, any credential, a required permission, or
+    internal (only the platform's own processes, with a signed call context)."""
 
     permission: str | None
     authenticated: bool
+    internal: bool = False
 
     @property
     def is_public(self) -> bool:
-        return not self.authenticated
+        return not (self.authenticated or self.internal)
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,14 @@ class Operation:
     access: Access
     rate_limit: str | None
     handler: Handler
+    # Set for an operation of an out-of-process module: documented by that process, and answered
+    # by forwarding instead of by ``handler``.
+    forward: Forwarder | None = None
+
+    @property
+    def documented(self) -> bool:
+        """Whether the platform's OpenAPI document describes it from this declaration."""
+        return not self.access.internal and self.forward is None
 
     @property
     def success(self) -> ResponseSpec:
@@ -225,6 +245,11 @@ class OperationBuilder:
                 f"{self.name}: permission {permission!r} must look like 'resource:action'"
             )
         return self._decide(Access(permission=permission, authenticated=True))
+
+    def internal(self) -> OperationBuilder:
+        """Only the platform's own processes may call it (module-to-module calls); no user
+        credential is accepted and it is left out of the public OpenAPI document."""
+        return self._decide(Access(permission=None, authenticated=False, internal=True))
 
     def rate_limit(self, limit_class: str) -> OperationBuilder:
         self._rate_limit = limit_class
