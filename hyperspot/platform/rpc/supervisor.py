@@ -84,7 +84,9 @@ class ModuleProcess:
 
     async def health(self) -> HealthCheck:
         if self._addresses:
-            return HealthCheck(True, f"process {self.pid}, restarts {self.restarts}")
+            return HealthCheck(
+                True, f"process {self.pid} at {self.http_address()}, restarts {self.restarts}"
+            )
         return HealthCheck(False, self._problem)
 
     async def start(self) -> None:
