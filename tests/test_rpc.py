@@ -230,12 +230,19 @@ def test_a_contract_nobody_provides_stops_start_up(
         ({"runtime": "remote"}, "modules.echo.address: required for runtime 'remote'"),
         ({"runtime": "oop", "transport": "local"}, "called over 'http' or 'grpc', not 'local'"),
         ({"runtime": "elsewhere"}, "modules.echo.runtime"),
+        (
+            {"runtime": "oop", "server_workers": 2},
+            "'oop' with server.workers > 1 would start one child per worker",
+        ),
     ],
 )
 def test_bad_placements_are_refused(
     launcher: Launcher, database: ProvisionedDatabase, placement: dict[str, Any], message: str
 ) -> None:
     config = rpc_config(database, {})
+    placement = dict(placement)
+    if "server_workers" in placement:
+        config["server"] = {"workers": placement.pop("server_workers")}
     config["modules"]["echo"] = placement
     path, _ = launcher.config(config)
     done = run_cli("modules", "--config", str(path))

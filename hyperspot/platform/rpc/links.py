@@ -49,6 +49,11 @@ def check_deployment(name: str, deployment: ModuleDeployment, loaded: LoadedConf
             f"modules.{name}.transport: a module in another process is called over 'http' or "
             f"'grpc', not 'local' (from {where})"
         )
+    if deployment.runtime == "oop" and loaded.settings.server.workers > 1:
+        problems.append(
+            f"modules.{name}.runtime: 'oop' with server.workers > 1 would start one child per "
+            f"worker; run the module 'remote' or use one worker (from {where})"
+        )
     if deployment.runtime == "remote":
         if not deployment.address:
             problems.append(f"modules.{name}.address: required for runtime 'remote' ({where})")
