@@ -141,6 +141,7 @@ def test_one_consumer_in_every_transport(
         assert "/echo/v1/pid" in server.client.get("/openapi.json").json()["paths"]
 
 
+@pytest.mark.slow  # processes, not databases: once, on SQLite
 def test_module_process_refuses_calls_not_from_the_platform(
     launcher: Launcher, database: ProvisionedDatabase
 ) -> None:
@@ -178,6 +179,7 @@ def test_module_process_refuses_calls_not_from_the_platform(
     )
 
 
+@pytest.mark.slow  # processes, not databases: once, on SQLite
 def test_crashed_module_process_is_reported_restarted_and_stopped(
     launcher: Launcher, database: ProvisionedDatabase
 ) -> None:
@@ -202,6 +204,7 @@ def test_crashed_module_process_is_reported_restarted_and_stopped(
     assert not alive(restarted)
 
 
+@pytest.mark.slow  # processes, not databases: once, on SQLite
 def test_no_orphan_when_the_platform_is_killed(
     launcher: Launcher, database: ProvisionedDatabase
 ) -> None:
@@ -250,6 +253,7 @@ def test_bad_placements_are_refused(
     assert message in done.stderr, done.stderr
 
 
+@pytest.mark.slow  # processes, not databases: once, on SQLite
 def test_remote_module_on_another_host(launcher: Launcher, database: ProvisionedDatabase) -> None:
     """`hyperspot run-module` started by an operator; the platform points at its address."""
     secret = "shared-between-both-hosts-0123456789abcdef"
@@ -295,3 +299,17 @@ def test_remote_module_on_another_host(launcher: Launcher, database: Provisioned
         assert child.wait(timeout=15) == 0
         assert child.stdout is not None
         child.stdout.close()
+
+
+def test_contracts_are_listed_with_their_generated_services(
+    launcher: Launcher, database: ProvisionedDatabase
+) -> None:
+    path, _ = launcher.config(rpc_config(database, TRANSPORTS["grpc"]))
+    listed = run_cli("contracts", "--config", str(path), env={"COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if "│" in line}
+    assert "echo" in rows["EchoApi"] and "oop" in rows["EchoApi"] and "whoami*" in rows["EchoApi"]
+    assert "in-process only" in rows["TenantsApi"]
+    proto = run_cli("contracts", "--config", str(path), "--proto")
+    assert "package hyperspot.echo;" in proto.stdout
+    assert "  rpc whoami(Json) returns (Json);" in proto.stdout

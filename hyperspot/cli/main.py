@@ -14,6 +14,7 @@ from rich.table import Table
 from hyperspot import __version__
 from hyperspot.cli.check import check
 from hyperspot.cli.common import ConfigOption, fail, out
+from hyperspot.cli.contracts import contracts
 from hyperspot.cli.dashboard import dashboard
 from hyperspot.cli.lint import lint
 from hyperspot.cli.migrate import migrate_app
@@ -40,6 +41,7 @@ app.command()(dashboard)
 app.command()(lint)
 app.command()(new)
 app.command()(check)
+app.command()(contracts)
 app.command()(onboard)
 
 

@@ -41,6 +41,8 @@ module = Module(
     capabilities=frozenset({Capability.DB, Capability.REST}),
     init=init,
     register_rest=register_rest,
+    provides=(IdentityResolver,),
+    uses=(TenantsApi, AuditLogApi),
     migrations=MIGRATIONS,
     permissions=(
         Permission("roles:read", "See roles, permissions and role assignments"),

@@ -24,4 +24,5 @@ module = Module(
     register_rest=register_rest,
     migrations=MIGRATIONS,
     permissions=(Permission("audit:read", "Read the tenant's audit log"),),
+    provides=(AuditLogApi,),
 )

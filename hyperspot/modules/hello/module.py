@@ -21,4 +21,5 @@ module = Module(
     capabilities=frozenset({Capability.REST}),
     init=init,
     register_rest=register_rest,
+    provides=(GreeterApi,),
 )
