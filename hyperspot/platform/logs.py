@@ -14,6 +14,7 @@ in the thread or task that logs. Up to three handlers sit on the root logger:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import json
 import logging
@@ -214,6 +215,8 @@ def make_formatter(kind: str, *, colour: bool = False) -> logging.Formatter:
 
 # ---- the log file ---------------------------------------------------------------------------
 
+_files_logger = logging.getLogger("hyperspot.logs")
+
 _STAMP = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}(?:-\d+)?"
 
 
@@ -223,7 +226,14 @@ class RotatingLogFile(logging.handlers.RotatingFileHandler):
     The base class does the size check and the reopening; with ``backupCount=1`` it renames the
     live file to ``rotation_filename(...)`` on each rollover, which here is a fresh timestamped
     name, so no rotated file is ever overwritten and retention is by age, not by count.
+
+    A file that cannot be written (a full disk, a removed mount) costs log lines, never requests:
+    the failure is reported once, lines are counted and dropped while it lasts, and every record
+    tries a freshly opened file, so writing resumes by itself when space returns.
     """
+
+    failure: str | None = None  # why writing fails, while it does
+    dropped = 0  # records lost since the failure began
 
     def __init__(self, path: Path, *, max_bytes: int, retention_days: float) -> None:
         path = path.expanduser().absolute()
@@ -254,6 +264,37 @@ class RotatingLogFile(logging.handlers.RotatingFileHandler):
     def doRollover(self) -> None:  # noqa: N802 (stdlib name)
         super().doRollover()
         self.remove_expired()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        dropped_before = self.dropped
+        super().emit(record)  # calls handleError instead of raising
+        if self.failure is not None and self.dropped == dropped_before:
+            lost, self.failure, self.dropped = self.dropped, None, 0
+            _files_logger.warning(
+                "the log file %s is writable again; %d log lines were lost", self.baseFilename, lost
+            )
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (stdlib name)
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)  # a formatting bug: the stdlib's report
+            return
+        self.dropped += 1
+        # Buffered bytes that failed would fail again on every later flush: start afresh.
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+        if self.failure is None:
+            self.failure = error.strerror or str(error)
+            # Once per failure, not once per line. Logged from the writer thread: the record
+            # reaches the console now; the file gets it (and drops it) through the queue.
+            _files_logger.error(
+                "cannot write the log file %s: %s; log lines are dropped until it can be written "
+                "again",
+                self.baseFilename,
+                self.failure,
+            )
 
     def rotated_files(self) -> list[Path]:
         """This log's rotated files, oldest name first."""

@@ -1,6 +1,7 @@
 """The data layer's public API: what module code imports."""
 
 from hyperspot.platform.db.database import PlatformDatabase
+from hyperspot.platform.db.faults import DatabaseUnavailableError
 from hyperspot.platform.db.listing import (
     ListField,
     ListParams,
@@ -28,6 +29,7 @@ __all__ = [
     "ColumnType",
     "CreateIndex",
     "CreateTable",
+    "DatabaseUnavailableError",
     "DropColumn",
     "DropIndex",
     "DropTable",

@@ -4,21 +4,30 @@ Modules define their entities on ``schema`` in their init hook; the platform bin
 after migrations, so one transaction can span modules. Pony is synchronous: every unit of work runs
 in a bounded thread pool (one connection per worker thread), inside one ``db_session``, so a slow
 query never stalls the event loop and the pool size bounds the connections.
+
+When the server goes away, a unit of work fails with ``DatabaseUnavailableError`` (the gateway's
+503) within ``statement_timeout_s``, the worker's connection is discarded, and the next unit opens a
+fresh one: the platform recovers by itself once the server is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pony.orm import Database, db_session
 
 from hyperspot.platform.config import DatabaseSettings
+from hyperspot.platform.db.faults import DatabaseUnavailableError, is_unavailable
 from hyperspot.platform.db.session import ScopedSession, check_scoping
 from hyperspot.platform.db.urls import DatabaseError, DatabaseUrl, parse_database_url
 from hyperspot.platform.errors import HyperspotError
@@ -30,6 +39,22 @@ logger = logging.getLogger("hyperspot.db")
 
 Work = Callable[[ScopedSession], T]
 
+# How much longer than its statement timeout a unit of work may wait for the server to answer.
+UNANSWERED_GRACE_S = 1.0
+
+# Probes of /health share one check per this many seconds: a flood of probes cannot become a
+# flood of database connections.
+HEALTH_CHECK_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class DatabaseHealth:
+    """The outcome of one health check of the database server."""
+
+    healthy: bool
+    detail: str
+    checked_at: float  # time.monotonic()
+
 
 class PlatformDatabase:
     def __init__(self, settings: DatabaseSettings, url: str) -> None:
@@ -38,6 +63,10 @@ class PlatformDatabase:
         self.schema = Database()
         self.mapped = False
         self._pool: ThreadPoolExecutor | None = None
+        self._health: DatabaseHealth | None = None
+        # Set when work failed for want of the server: the next probe checks afresh.
+        self._health_stale = False
+        self._health_lock = asyncio.Lock()
 
     def check_server(self) -> None:
         """Reach the server, check its version, and warn where tenant walls would be weakened."""
@@ -71,7 +100,12 @@ class PlatformDatabase:
         """Bind and map the entities the modules defined; they must match the migrated tables."""
         check_scoping(self.schema)
         try:
-            self.schema.bind(**self.url.pony_bind_arguments())
+            self.schema.bind(
+                **self.url.pony_bind_arguments(
+                    connect_timeout_s=self.settings.connect_timeout_s,
+                    statement_timeout_s=self.settings.statement_timeout_s,
+                )
+            )
             self.schema.generate_mapping(create_tables=False, check_tables=True)
         except Exception as error:
             raise DatabaseError(
@@ -104,13 +138,38 @@ class PlatformDatabase:
         loop = asyncio.get_running_loop()
         # copy_context: the worker sees the request's context variables (request id for logs).
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self._pool, context.run, self._unit, security, work)
+        future = loop.run_in_executor(self._pool, context.run, self._unit, security, work)
+        # The server cancels a slow statement itself (statement_timeout_s); this bound, a little
+        # later, answers for a server or network that no longer answers at all. Waiting for a
+        # free worker counts too: with every worker stuck, requests are refused in bounded time
+        # instead of queueing without end. A stuck worker is freed by the driver's timeouts.
+        limit = self.settings.statement_timeout_s + UNANSWERED_GRACE_S
+        try:
+            return await asyncio.wait_for(future, limit)
+        except TimeoutError:
+            self._health_stale = True
+            raise DatabaseUnavailableError(
+                f"the database did not complete the work within {limit:g} s "
+                "(database.statement_timeout_s)"
+            ) from None
 
     def _unit(self, security: SecurityContext, work: Work[T]) -> T:
-        with db_session:
-            if self.url.backend == "postgres":
-                self._set_rls_scope(security)
-            return work(ScopedSession(self.schema, security))
+        try:
+            with db_session:
+                if self.url.backend == "postgres":
+                    self._set_rls_scope(security)
+                return work(ScopedSession(self.schema, security))
+        except Exception as error:
+            if not is_unavailable(error) or isinstance(error, DatabaseUnavailableError):
+                raise
+            # Pony keeps this thread's connection for its next unit: one that failed this way
+            # may be broken, so it goes, and the next unit connects afresh.
+            self._health_stale = True
+            with contextlib.suppress(Exception):
+                self.schema.disconnect()
+            raise DatabaseUnavailableError(
+                f"the database at {self.url.where} is unavailable: {_first_line(error)}"
+            ) from error
 
     def _set_rls_scope(self, security: SecurityContext) -> None:
         # Transaction-local settings read by the row-level security policies. db.execute opens
@@ -125,20 +184,77 @@ class PlatformDatabase:
             },
         )
 
+    async def health(self) -> DatabaseHealth:
+        """Whether the server answers now: a fresh connection and ``SELECT 1``, bounded by the
+        connect and statement timeouts; concurrent probes share one check per second."""
+        async with self._health_lock:
+            now = time.monotonic()
+            health = self._health
+            if (
+                health is None
+                or self._health_stale
+                or now - health.checked_at >= HEALTH_CHECK_INTERVAL_S
+            ):
+                self._health_stale = False
+                health = self._health = await self._check_health()
+            return health
+
+    async def _check_health(self) -> DatabaseHealth:
+        limit = self.settings.connect_timeout_s + self.settings.statement_timeout_s
+        was_healthy = self._health is None or self._health.healthy
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._ping), limit)
+        except (TimeoutError, DatabaseError) as error:
+            reason = str(error) or f"no answer within {limit:g} s"
+            if was_healthy:
+                logger.warning("database health check failed: %s", reason)
+            # The reason (host, driver message) is in the log; /health is public.
+            return DatabaseHealth(False, "the database does not answer", time.monotonic())
+        if not was_healthy:
+            logger.warning("database health check passed again")
+        latency_ms = (time.perf_counter() - started) * 1000
+        return DatabaseHealth(True, f"answered in {latency_ms:.1f} ms", time.monotonic())
+
+    def _ping(self) -> None:
+        connection = self.url.connect(
+            autocommit=True,
+            timeout_s=self.settings.connect_timeout_s,
+            statement_timeout_s=self.settings.statement_timeout_s,
+        )
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        except Exception as error:
+            raise DatabaseError(f"{self.url.where}: {_first_line(error)}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+
     def close(self) -> None:
-        if self._pool is not None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
             # Pony keeps one connection per thread: close each worker's own before the threads
-            # go. The barrier makes every worker take exactly one of these tasks.
+            # go. The barrier makes every worker take exactly one of these tasks; a worker stuck
+            # on a server that stopped answering breaks it, and the others go on.
             workers = self.settings.pool_size
             barrier = threading.Barrier(workers)
 
             def disconnect() -> None:
-                barrier.wait(timeout=10)
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait(timeout=5)
+                with contextlib.suppress(Exception):
+                    self.schema.disconnect()
+
+            _, pending = wait_all([pool.submit(disconnect) for _ in range(workers)], timeout=10)
+            # A stuck worker is not waited for (it ends with its driver's timeout).
+            pool.shutdown(wait=not pending, cancel_futures=True)
+        if self.mapped:
+            with contextlib.suppress(Exception):
                 self.schema.disconnect()
 
-            for done in [self._pool.submit(disconnect) for _ in range(workers)]:
-                done.result()
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if self.mapped:
-            self.schema.disconnect()
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

@@ -7,6 +7,7 @@ accepted: pool sizes and timeouts live in the ``database`` config section.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,10 @@ class DatabaseUrl:
             f"{scheme}://{credentials}{self.host}:{self.port}/{self.database}"
         )
 
-    def pony_bind_arguments(self) -> dict[str, Any]:
+    def pony_bind_arguments(
+        self, *, connect_timeout_s: float | None = None, statement_timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Pony's ``bind`` arguments; the timeouts bound every connection of the worker threads."""
         if self.backend == "sqlite":
             return {"provider": "sqlite", "filename": self.database, "create_db": True}
         if self.backend == "postgres":
@@ -104,16 +108,48 @@ class DatabaseUrl:
             }
         if self.password:
             arguments["password"] = self.password
+        arguments.update(self._timeout_arguments(connect_timeout_s, statement_timeout_s))
         return arguments
 
-    def connect(self, *, autocommit: bool = False, timeout_s: float = 10) -> Any:
-        """A plain DB-API connection (migrations, version checks, sandbox administration)."""
+    def _timeout_arguments(
+        self, connect_timeout_s: float | None, statement_timeout_s: float | None
+    ) -> dict[str, Any]:
+        """Driver arguments that keep a dead or stuck server from holding a thread for long."""
+        arguments: dict[str, Any] = {}
+        if self.backend == "postgres":
+            if connect_timeout_s is not None:
+                # libpq takes whole seconds (and treats 1 as 2).
+                arguments["connect_timeout"] = max(math.ceil(connect_timeout_s), 1)
+            if statement_timeout_s is not None:
+                # A connection option, not a SET: it is the session's default, so Pony's
+                # DISCARD ALL on release keeps it.
+                milliseconds = max(round(statement_timeout_s * 1000), 1)
+                arguments["options"] = f"-c statement_timeout={milliseconds}"
+        elif self.backend == "mysql":
+            if connect_timeout_s is not None:
+                arguments["connect_timeout"] = connect_timeout_s
+            if statement_timeout_s is not None:
+                arguments["init_command"] = f"SET SESSION max_statement_time={statement_timeout_s}"
+                # The server cancels a slow statement; the socket timeouts end the wait for a
+                # server (or network) that no longer answers at all.
+                arguments["read_timeout"] = arguments["write_timeout"] = statement_timeout_s + 5
+        return arguments
+
+    def connect(
+        self,
+        *,
+        autocommit: bool = False,
+        timeout_s: float = 10,
+        statement_timeout_s: float | None = None,
+    ) -> Any:
+        """A plain DB-API connection (migrations, version checks, health, administration)."""
         try:
             if self.backend == "sqlite":
                 Path(self.database).parent.mkdir(parents=True, exist_ok=True)
                 return sqlite3.connect(
                     self.database, timeout=timeout_s, isolation_level=None, check_same_thread=False
                 )
+            options = self._timeout_arguments(timeout_s, statement_timeout_s)
             if self.backend == "postgres":
                 import psycopg2
 
@@ -123,7 +159,7 @@ class DatabaseUrl:
                     user=self.user,
                     password=self.password or None,
                     dbname=self.database,
-                    connect_timeout=max(int(timeout_s), 1),
+                    **options,
                 )
                 connection.autocommit = autocommit
                 return connection
@@ -137,7 +173,7 @@ class DatabaseUrl:
                 database=self.database or None,
                 charset="utf8mb4",
                 autocommit=autocommit,
-                connect_timeout=max(int(timeout_s), 1),
+                **options,
             )
         except Exception as error:
             raise DatabaseError(
