@@ -139,13 +139,27 @@ SEEDERS: dict[str, Callable[[Server, dict[str, str]], str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+# The same attacks with the notes module in a process of its own: its operations are forwarded
+# by the platform's gateway, which must decide access exactly as for its own.
+PLACEMENTS = {"local": {}, "oop": {"modules": {"notes": {"runtime": "oop"}}}}
+
+
+@pytest.fixture(
+    scope="module",
+    params=["local", pytest.param("oop", marks=pytest.mark.slow)],
+)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
     folder = tmp_path_factory.mktemp("matrix")
     database = provision(TEST_ENGINE, folder=folder)
     launcher = Launcher(folder)
     try:
-        server = launcher.start(secured_config(database.url.url))
+        server = launcher.start(secured_config(database.url.url, PLACEMENTS[request.param]))
+        notes = next(
+            m for m in server.client.get("/health").json()["modules"] if m["name"] == "notes"
+        )
+        assert notes["detail"].startswith("oop: process") is (request.param == "oop"), notes
         add_tenant(server, VICTIM)
         add_tenant(server, ATTACKER)
         # A child of the victim: the attacker's admin must not reach it either.
