@@ -99,3 +99,16 @@ def compat(session: nox.Session) -> None:
     only_fast = ("-m", "not slow")
     env = {"HYPERSPOT_TEST_DB": "sqlite"}
     session.run("pytest", "-q", *PARALLEL, *only_fast, *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """A long schemathesis run (not a default session): ``nox -s fuzz [-- EXAMPLES]``.
+
+    CI runs tests/test_schemathesis.py with a few examples per operation and a fixed seed; this
+    runs many, with a new seed each time. HYPERSPOT_TEST_DB picks the backend as for the tests.
+    """
+    session.install("-e", ".[test]")
+    examples = session.posargs[0] if session.posargs else "300"
+    env = {"HYPERSPOT_SCHEMATHESIS_EXAMPLES": examples}
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_schemathesis.py", env=env)

@@ -7,9 +7,11 @@ import json
 import logging
 import re
 import time
+import urllib.parse
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import accumulate
 from typing import Any, get_args, get_origin
 
 import falcon
@@ -18,7 +20,9 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
 
+from hyperspot.platform.clients import ClientUnavailable
 from hyperspot.platform.config import ServerSettings
+from hyperspot.platform.db.faults import DatabaseUnavailableError, is_unavailable
 from hyperspot.platform.gateway.docs import DocsAssetResource, DocsPageResource
 from hyperspot.platform.gateway.operations import DEFAULT_RATE_CLASS, Call, Operation, Reply
 from hyperspot.platform.gateway.problems import (
@@ -48,6 +52,7 @@ from hyperspot.platform.observability.tracing import (
     trace_hex,
 )
 from hyperspot.platform.ratelimit import RateLimiter
+from hyperspot.platform.rpc.context import CONTEXT_HEADER, ContextRejectedError, ContextSigner
 from hyperspot.platform.security import SecurityContext
 
 logger = logging.getLogger("hyperspot.gateway")
@@ -105,13 +110,50 @@ def _serialize_problem(
     resp.text = json.dumps(problem_document(error, req.path, request_id))
 
 
+def _retriable(error: Exception) -> bool:
+    """A module or the database is unavailable: answered 503, not counted as a bug."""
+    return isinstance(error, ClientUnavailable | DatabaseUnavailableError) or is_unavailable(error)
+
+
 async def _unhandled(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: Any
 ) -> None:
+    if is_unavailable(error):
+        # A driver's connection error that did not pass through the platform's database layer.
+        await _database_unavailable(req, resp, error, params)
+        return
     # The traceback goes to the log (with the request id), never to the client.
     logger.error("unhandled error in %s %s", req.method, req.path, exc_info=error)
     resp.status = 500
     _serialize_problem(req, resp, Problem(500, "The server could not complete the request."))
+
+
+async def _unavailable(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: Any
+) -> None:
+    # Another module (another process) could not be reached: a retriable condition, not a bug.
+    logger.warning("%s %s: %s", req.method, req.path, error)
+    resp.status = 503
+    resp.set_header("Retry-After", "1")
+    _serialize_problem(req, resp, Problem(503, "a module this request needs is unavailable"))
+
+
+# Seconds a client should wait before retrying when the database is unavailable.
+DATABASE_RETRY_AFTER_S = 2
+
+
+async def _database_unavailable(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: Any
+) -> None:
+    # Lost, refused or too slow: transient, not a bug (no traceback). The reason names the
+    # database server: the log has it, the client does not.
+    logger.warning("%s %s: %s", req.method, req.path, error)
+    resp.status = 503
+    resp.set_header("Retry-After", str(DATABASE_RETRY_AFTER_S))
+    problem = Problem(
+        503, "the database is unavailable; retry the request", kind="database-unavailable"
+    )
+    _serialize_problem(req, resp, problem)
 
 
 class _Route:
@@ -183,7 +225,14 @@ class Gateway:
         resolver: IdentityResolver,
         limiter: RateLimiter,
         observability: Observability,
+        *,
+        call_contexts: ContextSigner | None = None,
+        call_contexts_only: bool = False,
     ) -> None:
+        """``call_contexts`` verifies module-to-module calls; ``call_contexts_only`` is for a
+        module's own process, which serves only what the platform's gateway forwards to it."""
+        self.call_contexts = call_contexts
+        self.call_contexts_only = call_contexts_only
         self.settings = settings
         self.authenticate = authenticate
         self.resolver = resolver
@@ -191,7 +240,7 @@ class Gateway:
         self.observability = observability
 
     def build(self, operations: Sequence[Operation], openapi: dict[str, Any]) -> AsgiApp:
-        middleware: list[Any] = [RequestIdMiddleware()]
+        middleware: list[Any] = [RequestIdMiddleware(), InputTextMiddleware()]
         cors = self.settings.cors
         if cors.allow_origins:
             middleware.append(
@@ -204,6 +253,8 @@ class Gateway:
         app: AsgiApp = falcon.asgi.App(middleware=middleware)
         app.set_error_serializer(_serialize_problem)
         app.add_error_handler(Exception, _unhandled)
+        app.add_error_handler(DatabaseUnavailableError, _database_unavailable)
+        app.add_error_handler(ClientUnavailable, _unavailable)
         routes: dict[str, _Route] = defaultdict(_Route)
         for op in operations:
             setattr(routes[op.path], f"on_{op.method.lower()}", self._responder(op))
@@ -253,6 +304,10 @@ class Gateway:
                 except falcon.HTTPError as error:
                     status = error.status_code
                     raise
+                except Exception as error:
+                    # What the error handlers below will answer, for metrics and the span.
+                    status = 503 if _retriable(error) else 500
+                    raise
                 finally:
                     if metrics is not None:
                         metrics.in_flight.dec()
@@ -278,8 +333,10 @@ class Gateway:
         self, op: Operation
     ) -> Callable[[falcon.asgi.Request, falcon.asgi.Response, dict[str, str]], Awaitable[None]]:
         """What answers one operation: auth, rate limit, validation, handler, response."""
-        max_body = self.settings.max_body_bytes
+        server_settings = self.settings
         identify = self._identify
+        call_context = self._call_context
+        call_contexts_only = self.call_contexts_only
         limiter = self.limiter
         limit_class = op.rate_limit or DEFAULT_RATE_CLASS
         tracer = self.observability.tracer
@@ -296,11 +353,14 @@ class Gateway:
                 method=req.method,
                 path=req.path,
             )
-            security = await identify(req, origin)
+            access = op.access
+            if access.internal or call_contexts_only:
+                security = call_context(req, op)
+            else:
+                security = await identify(req, origin)
             if security is not None:
                 req.context.tenant = security.tenant_id
                 tenant_var.set(security.tenant_id)
-            access = op.access
             if access.authenticated and security is None:
                 wanted = f"the permission '{access.permission}'" if access.permission else "any"
                 raise Problem(
@@ -314,7 +374,10 @@ class Gateway:
                 and not security.allows(access.permission)
             ):
                 raise Problem(403, f"the credential lacks the permission '{access.permission}'")
-            if security is None:
+            if access.internal or (call_contexts_only and security is not None):
+                # The platform's own gateway admitted the call it forwards.
+                decision = None
+            elif security is None:
                 decision = await limiter.admit(limit_class, None, f"ip:{origin.client}")
             else:
                 # The caller's own tenant pays, also when a platform administrator acts elsewhere.
@@ -331,12 +394,16 @@ class Gateway:
                         headers=decision.headers(),
                     )
                 resp.set_headers(decision.headers())
+            if op.forward is not None:
+                # Validated and answered by the module's own process.
+                await op.forward(req, resp, security)
+                return
             path = _validated(op.path_model, params, "path")
             query = _validated(op.query_model, _query_dict(req, op.query_model), "query")
             body = None
             if op.body_model is not None:
                 body = _validated(
-                    op.body_model, await _read_body(req, max_body), "body", from_json=True
+                    op.body_model, await _read_body(req, server_settings), "body", from_json=True
                 )
             call = Call(
                 req,
@@ -352,6 +419,21 @@ class Gateway:
 
         return serve
 
+    def _call_context(self, req: falcon.asgi.Request, op: Operation) -> SecurityContext | None:
+        """The context another platform process signed for this call, verified."""
+        token = req.get_header(CONTEXT_HEADER)
+        if token is None and not op.access.internal:
+            # A module process answers its public operations to anyone; the others get 401.
+            return None
+        if self.call_contexts is None:
+            raise Problem(401, "module-to-module calls are not enabled here (clients.secret)")
+        try:
+            return self.call_contexts.verify(token, op.module)
+        except ContextRejectedError as error:
+            raise Problem(
+                401, f"{error}: only the platform's own processes may call this operation"
+            ) from None
+
     async def _identify(
         self, req: falcon.asgi.Request, origin: RequestOrigin
     ) -> SecurityContext | None:
@@ -364,16 +446,67 @@ class Gateway:
             raise Problem(403, str(error)) from None
 
 
-async def _read_body(req: falcon.asgi.Request, max_body: int) -> bytes:
+async def _read_body(req: falcon.asgi.Request, settings: ServerSettings) -> bytes:
+    max_body = settings.max_body_bytes
     if req.content_length is not None and req.content_length > max_body:
         raise Problem(413, f"the request body exceeds {max_body} bytes")
     media = (req.content_type or "").split(";")[0].strip().lower()
     if media != JSON_MEDIA:
         raise Problem(415, f"send the request body as {JSON_MEDIA}")
+    # Also bounds a chunked body. One that arrives too slowly is the server's to cut off
+    # (server.body_timeout_s, see platform/connections.py).
     raw = await req.bounded_stream.read(max_body + 1)
     if len(raw) > max_body:
         raise Problem(413, f"the request body exceeds {max_body} bytes")
+    _check_json_text(raw, settings.max_json_depth)
     return raw
+
+
+# A JSON string with its escapes (an unterminated one runs to the end, so that matching stays
+# linear on any input), to be cut out before brackets are counted.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NESTING = [0] * 256
+_NESTING[ord("[")] = _NESTING[ord("{")] = 1
+_NESTING[ord("]")] = _NESTING[ord("}")] = -1
+# \u0000 preceded by an even number of backslashes (else the backslash is the escaped one).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _check_json_text(raw: bytes, max_depth: int) -> None:
+    """Refuse nesting deeper than ``max_depth`` and NUL characters, before parsing.
+
+    Done on the bytes, without recursion, in C-speed passes; the parser would only stop nesting at
+    200 levels. NUL is refused for every backend alike: PostgreSQL cannot store it in text.
+    """
+    if raw.count(b"[") + raw.count(b"{") > max_depth:
+        brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+        if max(accumulate(map(_NESTING.__getitem__, brackets)), default=0) > max_depth:
+            raise Problem(400, f"the request body nests deeper than {max_depth} levels")
+    if b"u0000" in raw and _NUL_ESCAPE.search(raw):
+        raise Problem(400, "the request body contains a NUL character (\\u0000)")
+
+
+class InputTextMiddleware:
+    """Refuses a path or query string whose percent-escapes are not UTF-8 text without NUL.
+
+    uvicorn and Falcon decode such escapes leniently (as U+FFFD), which would pass mangled text to
+    handlers, and a NUL would reach the database, where PostgreSQL refuses it.
+    """
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        scope = req.scope
+        for part, raw in (("path", scope.get("raw_path")), ("query string", scope["query_string"])):
+            if raw and b"%" in raw and not _is_text(urllib.parse.unquote_to_bytes(raw)):
+                raise Problem(400, f"the {part} is not UTF-8 text without NUL characters")
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in data
 
 
 def _write(op: Operation, resp: falcon.asgi.Response, result: BaseModel | Reply | None) -> None:

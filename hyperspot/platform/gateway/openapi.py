@@ -18,6 +18,7 @@ Mode = Literal["validation", "serialization"]
 _COMMON_ERRORS = {
     400: "Malformed request (e.g. a path or query string that is not UTF-8 text)",
     406: "The Accept header admits no JSON",
+    431: "The request line and headers are too large (server.max_header_bytes, max_headers)",
     500: "Unexpected server error",
 }
 

@@ -1,9 +1,8 @@
 """The access module's public face: roles, role assignments and API keys."""
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperspot.platform.fields import NonBlank, UtcDatetime
 from hyperspot.platform.identity import ROLE_NAME
 
 ROLE_PATTERN = ROLE_NAME.pattern
@@ -58,7 +57,7 @@ class Assignment(BaseModel):
     tenant_id: str
     subject: str
     role: str
-    created_at: datetime
+    created_at: UtcDatetime
     created_by: str
 
 
@@ -67,7 +66,7 @@ class NewAssignment(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"subject": "ann", "role": "member"}]}
     )
 
-    subject: str = Field(min_length=1, max_length=200)
+    subject: NonBlank = Field(min_length=1, max_length=200)
     role: str = Field(pattern=ROLE_PATTERN)
 
 
@@ -76,9 +75,9 @@ class ApiKey(BaseModel):
     name: str
     subject: str
     roles: list[str]
-    created_at: datetime
+    created_at: UtcDatetime
     created_by: str
-    revoked_at: datetime | None
+    revoked_at: UtcDatetime | None
 
 
 class NewApiKey(BaseModel):
@@ -87,7 +86,7 @@ class NewApiKey(BaseModel):
         json_schema_extra={"examples": [{"name": "ci-pipeline", "roles": ["member"]}]},
     )
 
-    name: str = Field(min_length=1, max_length=100)
+    name: NonBlank = Field(min_length=1, max_length=100)
     roles: list[str] = Field(min_length=1, max_length=20)
 
 

@@ -1,11 +1,11 @@
 """The audit module's public face: how modules record administrative actions."""
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel
 
+from hyperspot.platform.fields import UtcDatetime
 from hyperspot.platform.identity import RequestOrigin
 from hyperspot.platform.security import SecurityContext
 
@@ -19,7 +19,7 @@ class AuditResult(StrEnum):
 class AuditEvent(BaseModel):
     id: str
     tenant_id: str
-    at: datetime
+    at: UtcDatetime
     actor: str
     actor_tenant: str
     action: str

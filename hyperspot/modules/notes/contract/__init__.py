@@ -1,10 +1,11 @@
 """The notes module's public face: the only part other modules may import."""
 
-from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperspot.platform.fields import NonBlank, UtcDatetime
+from hyperspot.platform.rpc import contract, idempotent
 from hyperspot.platform.security import SecurityContext
 
 
@@ -14,8 +15,8 @@ class Note(BaseModel):
     body: str
     priority: int
     pinned: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class NewNote(BaseModel):
@@ -27,7 +28,7 @@ class NewNote(BaseModel):
         },
     )
 
-    title: str = Field(min_length=1, max_length=200)
+    title: NonBlank = Field(min_length=1, max_length=200)
     body: str = Field(default="", max_length=100_000)
     priority: int = Field(default=0, ge=0, le=9)
     pinned: bool = False
@@ -39,7 +40,7 @@ class NoteChanges(BaseModel):
         json_schema_extra={"examples": [{"title": "Quarterly plan (final)", "pinned": True}]},
     )
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    title: NonBlank | None = Field(default=None, min_length=1, max_length=200)
     body: str | None = Field(default=None, max_length=100_000)
     priority: int | None = Field(default=None, ge=0, le=9)
     pinned: bool | None = None
@@ -53,9 +54,13 @@ class QuotaExceededError(RuntimeError):
     """The tenant already keeps as many notes as its quota allows."""
 
 
+@contract(errors=(NoteNotFoundError, QuotaExceededError))
 class NotesApi(Protocol):
+    """What other modules may ask of the notes module, in this process or another."""
+
     async def create(self, security: SecurityContext, note: NewNote) -> Note: ...
 
+    @idempotent
     async def get(self, security: SecurityContext, note_id: str) -> Note: ...
 
     async def update(
@@ -64,4 +69,5 @@ class NotesApi(Protocol):
 
     async def delete(self, security: SecurityContext, note_id: str) -> None: ...
 
+    @idempotent
     async def count(self, security: SecurityContext) -> int: ...

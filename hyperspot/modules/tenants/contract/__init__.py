@@ -1,14 +1,15 @@
 """The tenants module's public face: the tenant tree other modules (access, scoping) rely on."""
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
+
+from hyperspot.platform.fields import NonBlank, UtcDatetime
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
-TenantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TenantName = Annotated[NonBlank, Field(min_length=1, max_length=200)]
 
 
 class TenantState(StrEnum):
@@ -21,7 +22,7 @@ class Tenant(BaseModel):
     name: str
     parent_id: str | None = Field(description="null for the root tenant.")
     state: TenantState
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class NewTenant(BaseModel):
