@@ -315,7 +315,7 @@ class ModuleDeployment(_Strict):
     )
     transport: Literal["local", "http", "grpc"] | None = Field(
         default=None,
-        description="How ClientHub calls it: 'local' (direct) for local modules, else http or grpc.",
+        description="How ClientHub calls it: 'local' (direct) for local modules, else http/grpc.",
     )
     address: str | None = Field(
         default=None, description="Remote modules: the base URL of its HTTP server."
