@@ -17,7 +17,7 @@ from hyperspot.lint_rules.catalogue import Finding
 from hyperspot.lint_rules.project import Place
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-ACCESS_DECISIONS = frozenset({"public", "authenticated", "require"})
+ACCESS_DECISIONS = frozenset({"public", "authenticated", "require", "internal"})
 # pony.orm functions that run a query over entity classes.
 PONY_QUERIES = frozenset(
     {"select", "left_join", "get", "exists", "count", "sum", "min", "max", "avg", "delete"}

@@ -69,6 +69,7 @@ def run_module(
         if parent_pid is not None:
             background.append(asyncio.get_running_loop().create_task(_watch_parent(parent_pid)))
         logger.info("module '%s' serving at %s", name, addresses)
+        # hyperspot: ignore[HS009] the supervisor reads this line: a protocol, not a log line
         print(READY_PREFIX + json.dumps(addresses), flush=True)
 
     background: list[asyncio.Task[None]] = []

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -137,15 +136,16 @@ class ModuleProcess:
                 found: dict[str, Any] = json.loads(text[len(READY_PREFIX) :])
                 return found
             if text:
-                # Module code that prints: keep it visible, on our stderr like every log line.
-                print(text, file=sys.stderr)
+                # Module code that prints: keep it visible, as a log line of ours.
+                logger.info("module process %s printed: %s", process.pid, text)
         return None
 
     @staticmethod
     async def _discard_output(process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         while line := await process.stdout.readline():
-            print(line.decode(errors="replace").rstrip(), file=sys.stderr)
+            text = line.decode(errors="replace").rstrip()
+            logger.info("module process %s printed: %s", process.pid, text)
 
     async def _watch(self) -> None:
         delay = FIRST_RESTART_DELAY_S
