@@ -33,7 +33,8 @@ def claims(**overrides: object) -> dict[str, object]:
         "iss": "hyperspot",
         "aud": "hyperspot",
         "iat": now,
-        "exp": now + 60,
+        # Parametrized cases build their claims at collection time: valid for a whole run.
+        "exp": now + 3600,
         "jti": "token-1",
     }
     base.update(overrides)
