@@ -61,6 +61,10 @@ def run_cli(
     )
 
 
+class PortTakenError(AssertionError):
+    """The server could not bind the port chosen for it."""
+
+
 @dataclass
 class Server:
     url: str
@@ -111,12 +115,26 @@ class Launcher:
     def start(
         self, extra: dict[str, Any] | None = None, env: dict[str, str] | None = None
     ) -> Server:
+        # free_port() only finds a port that was free: another process (a module process binding
+        # port 0, a parallel test) may take it before the server binds. Then try another one.
+        for _ in range(3):
+            try:
+                return self._start(extra, env)
+            except PortTakenError:
+                continue
+        return self._start(extra, env)
+
+    def _start(self, extra: dict[str, Any] | None, env: dict[str, str] | None) -> Server:
         process, log_path, port = self.spawn(extra, env)
         server = Server(f"http://127.0.0.1:{port}", process, log_path)
         self.servers.append(server)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if process.poll() is not None:
+                self.servers.remove(server)
+                server.client.close()
+                if "Address already in use" in server.log():
+                    raise PortTakenError(server.log())
                 raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
             try:
                 if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
