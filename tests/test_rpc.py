@@ -186,6 +186,17 @@ def test_crashed_module_process_is_reported_restarted_and_stopped(
     server = launcher.start(rpc_config(database, TRANSPORTS["grpc"]))
     add_tenant(server, "acme")
     pid, _ = child_of(server, "echo")
+
+    # A process that hangs is as unhealthy as a dead one.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        hung = server.client.get("/health")
+        echo = next(m for m in hung.json()["modules"] if m["name"] == "echo")
+        assert hung.status_code == 503 and "does not answer" in echo["detail"], echo
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert server.client.get("/health").status_code == 200
+
     os.kill(pid, signal.SIGKILL)
 
     def reported() -> bool:

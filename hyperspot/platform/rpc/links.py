@@ -150,7 +150,14 @@ class ModuleLinks:
         if deployment.chosen_transport == "grpc":
             command += ["--grpc-port", "0"]
         env = {**os.environ, SECRET_VARIABLE: self.secret or ""}
-        return ModuleProcess(name, command, env, self.settings, lambda: self.own_url)
+        return ModuleProcess(
+            name,
+            command,
+            env,
+            settings=self.settings,
+            parent_url=lambda: self.own_url,
+            client=self.http,
+        )
 
     async def start(self) -> None:
         for location in self.locations.values():

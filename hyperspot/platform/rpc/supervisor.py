@@ -29,6 +29,7 @@ READY_PREFIX = "HYPERSPOT-MODULE-READY "
 # A child that stayed up this long is healthy again: its next crash restarts without delay.
 STABLE_AFTER_S = 30.0
 FIRST_RESTART_DELAY_S = 0.5
+HEALTH_TIMEOUT_S = 2.0
 
 
 class ModuleLocation(Protocol):
@@ -53,11 +54,14 @@ class ModuleProcess:
         module: str,
         command: list[str],
         env: Mapping[str, str],
+        *,
         settings: ClientSettings,
         parent_url: Callable[[], str],
+        client: httpx.AsyncClient,
     ) -> None:
         self.module = module
         self.parent_url = parent_url
+        self.client = client
         self.command = command
         self.env = dict(env)
         self.settings = settings
@@ -82,11 +86,18 @@ class ModuleProcess:
         return None if self.process is None else self.process.pid
 
     async def health(self) -> HealthCheck:
-        if self._addresses:
-            return HealthCheck(
-                True, f"process {self.pid} at {self.http_address()}, restarts {self.restarts}"
-            )
-        return HealthCheck(False, self._problem)
+        address = self.http_address()
+        if address is None:
+            return HealthCheck(False, self._problem)
+        where = f"process {self.pid} at {address}"
+        # Alive is not enough: a process that hangs must show too.
+        try:
+            answer = await self.client.get(f"{address}/healthz", timeout=HEALTH_TIMEOUT_S)
+        except httpx.HTTPError as error:
+            return HealthCheck(False, f"{where} does not answer: {error!r}")
+        if answer.status_code != 200:
+            return HealthCheck(False, f"{where} answered {answer.status_code}")
+        return HealthCheck(True, f"{where}, restarts {self.restarts}")
 
     async def start(self) -> None:
         await self._spawn()
@@ -223,7 +234,7 @@ class RemoteModule:
 
     async def health(self) -> HealthCheck:
         try:
-            response = await self.client.get(f"{self._address}/healthz", timeout=2)
+            response = await self.client.get(f"{self._address}/healthz", timeout=HEALTH_TIMEOUT_S)
         except httpx.HTTPError as error:
             return HealthCheck(False, f"{self._address} does not answer: {error!r}")
         healthy = response.status_code == 200
