@@ -199,3 +199,19 @@ def test_the_hub_hands_out_remote_clients_like_local_ones() -> None:
     )
     client = hub.get(ItemsApi)
     assert asyncio.run(client.get(ANN, "x")).count == 3
+
+
+def test_servers_without_grpc_placements_do_not_load_grpc() -> None:
+    """gRPC costs ~20 MB once imported: a server that places nothing on it must not pay."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import hyperspot.cli.main; import hyperspot.platform.rpc.child; "
+        "from hyperspot.platform.server import prepare; prepare(None, quiet=True); "
+        "print('grpc' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"

@@ -11,7 +11,7 @@ import os
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,10 +24,12 @@ from hyperspot.platform.observability.instrument import Observability, traced_ht
 from hyperspot.platform.rpc.context import ContextSigner
 from hyperspot.platform.rpc.contracts import ContractError, is_contract, spec_of
 from hyperspot.platform.rpc.forward import forwarder, merge_documents, module_operations
-from hyperspot.platform.rpc.grpc_transport import GrpcChannels, GrpcInvoker, GrpcServer
 from hyperspot.platform.rpc.http import HttpInvoker, rpc_operations
 from hyperspot.platform.rpc.proxy import CallPolicy, Invoke, build_proxy
 from hyperspot.platform.rpc.supervisor import ModuleLocation, ModuleProcess, RemoteModule
+
+if TYPE_CHECKING:
+    from hyperspot.platform.rpc.grpc_transport import GrpcChannels, GrpcServer
 
 logger = logging.getLogger("hyperspot.clients")
 
@@ -95,7 +97,8 @@ class ModuleLinks:
             backoff_s=self.settings.backoff_s,
         )
         self._http: httpx.AsyncClient | None = None
-        self.channels = GrpcChannels()
+        # gRPC costs ~20 MB of memory once imported: only servers that use it pay.
+        self._channels: GrpcChannels | None = None
         self.locations: dict[str, ModuleLocation] = {}
         self.grpc_server: GrpcServer | None = None
         # This process's own HTTP address, for the module processes it starts to call back.
@@ -125,6 +128,8 @@ class ModuleLinks:
                     ) from None
                 invoke: Invoke
                 if deployment.chosen_transport == "grpc":
+                    from hyperspot.platform.rpc.grpc_transport import GrpcInvoker
+
                     invoke = GrpcInvoker(
                         module.name, spec, location.grpc_address, self._signer(), self.channels
                     )
@@ -133,6 +138,14 @@ class ModuleLinks:
                         module.name, spec, location.http_address, self._signer(), self.http
                     )
                 hub.register(protocol, build_proxy(spec, invoke, self.policy), owner=module.name)
+
+    @property
+    def channels(self) -> GrpcChannels:
+        if self._channels is None:
+            from hyperspot.platform.rpc.grpc_transport import GrpcChannels
+
+            self._channels = GrpcChannels()
+        return self._channels
 
     def _signer(self) -> ContextSigner:
         assert self.signer is not None, "check_deployment requires a secret for remote modules"
@@ -168,7 +181,8 @@ class ModuleLinks:
             await location.stop(grace_s)
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace_s)
-        await self.channels.close()
+        if self._channels is not None:
+            await self._channels.close()
         if self._http is not None:
             await self._http.aclose()
 
@@ -185,6 +199,8 @@ class ModuleLinks:
     async def serve_grpc(
         self, hub: ClientHub, modules: Sequence[Module[Any]], host: str, port: int
     ) -> int:
+        from hyperspot.platform.rpc.grpc_transport import GrpcServer
+
         server = GrpcServer(self._signer(), self.observability.tracer)
         for module, protocol in _served(modules):
             server.add(module.name, spec_of(protocol), hub.find(protocol))
