@@ -18,11 +18,6 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
 from hyperspot.platform.config import (
     BucketSettings,
     RateLimitClass,
@@ -208,6 +203,13 @@ class RedisBuckets:
         clock: Clock = time.monotonic,
         retry_interval_s: float = REDIS_RETRY_INTERVAL_S,
     ):
+        # Imported here: the client library costs ~20 MB of memory, for servers that use Redis only.
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+
+        self._errors = RedisError
         self._shown_url = mask_url(url)
         # No retries: a failed call falls back to memory at once instead of stalling the request.
         self._client = redis.asyncio.Redis.from_url(
@@ -227,7 +229,7 @@ class RedisBuckets:
         args = [value for b in buckets for value in (b.settings.rate_per_s, b.settings.burst)]
         try:
             reply = await self._take_script(keys=[b.key for b in buckets], args=args)
-        except RedisError as error:
+        except self._errors as error:
             if self._outage.failed(self._clock()):
                 logger.warning(
                     "Redis at %s is unavailable (%s): rate limits fall back to per-process "

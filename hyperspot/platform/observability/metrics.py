@@ -33,7 +33,8 @@ DB_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 MAX_SAMPLES = 500_000
 
 
-@dataclass(frozen=True)
+# Slots: the window holds up to MAX_SAMPLES of these (~145 bytes each instead of ~200).
+@dataclass(frozen=True, slots=True)
 class Sample:
     at: float
     module: str

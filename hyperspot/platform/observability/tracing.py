@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -217,6 +216,9 @@ def build_tracer(
         elif exporter == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         else:
+            # Imported here: the exporter and its protobuf code cost ~10 MB, for OTLP users only.
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
             provider.add_span_processor(
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
             )
