@@ -61,8 +61,10 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
 class TokenVerifier:
     """Verifies bearer JWTs; a verified token's principal is reused until the token expires."""
 
-    # Verifying a signature costs more than the rest of a small request.
-    CACHE_SIZE = 10_000
+    # Verifying a signature costs more than the rest of a small request. Room for well over the
+    # tokens in use at once: at exactly 10,000 entries, 10,000 cycling users missed every time
+    # (benchmarks/load_bench.py); an entry is ~1 KB.
+    CACHE_SIZE = 32_768
 
     def __init__(self, settings: JwtSettings) -> None:
         self.settings = settings
