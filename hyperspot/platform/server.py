@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from hyperspot.platform.config import LoadedConfig, load_config, mask_url
+from hyperspot.platform.config import LoadedConfig, ServerSettings, load_config, mask_url
 from hyperspot.platform.connections import ConnectionLimits, ServerConfig
 from hyperspot.platform.errors import HyperspotError
 from hyperspot.platform.gateway.app import AsgiApp
@@ -241,6 +241,22 @@ def _serve_process(
         sock = bind(server_settings.host, server_settings.port)
     runtime.links.own_url = _own_url(sock)
     app = HyperspotApp(runtime, on_ready)
+    server = bounded_server(app, server_settings)
+    if worker is None:
+        host, port = sock.getsockname()[:2]
+        logger.info(
+            "HyperSpot listening on http://%s:%s (database %s)",
+            host,
+            port,
+            _masked_database(loaded),
+        )
+    else:
+        server.supervisor_pid = os.getppid()
+    run_server(server, app, sock)
+
+
+def bounded_server(app: HyperspotApp, server_settings: ServerSettings) -> _Server:
+    """The uvicorn server for ``app`` with the configured connection bounds and grace period."""
     config = ServerConfig(
         app,
         limits=ConnectionLimits.of(server_settings),
@@ -253,17 +269,11 @@ def _serve_process(
         access_log=False,
         timeout_graceful_shutdown=max(int(server_settings.grace_period_s), 1),
     )
-    server = _Server(config)
-    if worker is None:
-        host, port = sock.getsockname()[:2]
-        logger.info(
-            "HyperSpot listening on http://%s:%s (database %s)",
-            host,
-            port,
-            _masked_database(loaded),
-        )
-    else:
-        server.supervisor_pid = os.getppid()
+    return _Server(config)
+
+
+def run_server(server: _Server, app: HyperspotApp, sock: socket.socket) -> None:
+    """Serve until stopped; a failed start-up raises its error for the CLI's one line."""
     try:
         # Server.run, not asyncio.run: it picks uvicorn's loop (uvloop when installed).
         server.run(sockets=[sock])

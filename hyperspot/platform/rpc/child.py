@@ -21,15 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from hyperspot.platform.config import DEPLOYMENT_KEYS, LoadedConfig, load_config
 from hyperspot.platform.errors import HyperspotError
 from hyperspot.platform.logs import configure_logging
 from hyperspot.platform.module import Module
 from hyperspot.platform.rpc.supervisor import READY_PREFIX
 from hyperspot.platform.runtime import Runtime, load_modules
-from hyperspot.platform.server import HyperspotApp, _Server, bind
+from hyperspot.platform.server import HyperspotApp, bind, bounded_server, run_server
 
 logger = logging.getLogger("hyperspot.module_process")
 
@@ -78,22 +76,10 @@ def run_module(
         background.append(asyncio.get_running_loop().create_task(announce()))
 
     app = HyperspotApp(runtime, ready)
-    server = _Server(
-        uvicorn.Config(
-            app,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=max(int(loaded.settings.server.grace_period_s), 1),
-        )
-    )
     try:
-        server.run(sockets=[sock])
-    except SystemExit:
-        if app.startup_error is None:
-            raise
-    if app.startup_error is not None:
-        raise HyperspotError(f"module '{name}' failed to start: {app.startup_error}")
+        run_server(bounded_server(app, loaded.settings.server), app, sock)
+    except HyperspotError as error:
+        raise HyperspotError(f"module '{name}': {error}") from None
 
 
 def _only(
