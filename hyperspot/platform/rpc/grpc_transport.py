@@ -28,7 +28,7 @@ from hyperspot.platform.rpc.contracts import (
     MethodSpec,
     decode_arguments,
 )
-from hyperspot.platform.rpc.proxy import NotSent
+from hyperspot.platform.rpc.proxy import Destination
 from hyperspot.platform.security import SecurityContext
 
 logger = logging.getLogger("hyperspot.clients.grpc")
@@ -156,20 +156,10 @@ class GrpcChannels:
 
 
 class GrpcInvoker:
-    def __init__(
-        self,
-        module: str,
-        spec: ContractSpec,
-        address: Callable[[], str | None],
-        signer: ContextSigner,
-        channels: GrpcChannels,
-    ) -> None:
-        self.module = module
-        self.spec = spec
-        self.address = address
-        self.signer = signer
+    def __init__(self, destination: Destination, channels: GrpcChannels) -> None:
+        self.destination = destination
         self.channels = channels
-        self.service = service_name(module, spec)
+        self.service = service_name(destination.module, destination.spec)
 
     async def __call__(
         self,
@@ -178,13 +168,10 @@ class GrpcInvoker:
         body: bytes,
         timeout_s: float,
     ) -> bytes:
-        target = self.address()
-        where = f"{self.spec.name}.{method.name} (module '{self.module}', gRPC)"
-        if target is None:
-            raise NotSent(f"{where}: the module is not running")
+        target, where = self.destination.locate(method)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        metadata = [(CONTEXT_METADATA, self.signer.sign(security, self.module))]
+        metadata = [(CONTEXT_METADATA, self.destination.sign(security))]
         metadata += list(carrier.items())
         call = self.channels.get(target).unary_unary(f"/{self.service}/{method.name}", None, None)
         try:
@@ -192,7 +179,8 @@ class GrpcInvoker:
         except grpc.aio.AioRpcError as error:
             code = error.code()
             if code == FAILURE_CODE:
-                self.spec.raise_failure(ContractFailure.model_validate_json(error.details() or ""))
+                failure = ContractFailure.model_validate_json(error.details() or "")
+                self.destination.spec.raise_failure(failure)
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise ClientUnavailable(f"{where}: no answer within {timeout_s} s") from None
             raise ClientUnavailable(f"{where}: {code.name}: {error.details()}") from None

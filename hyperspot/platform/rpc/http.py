@@ -9,21 +9,20 @@ left out of the public OpenAPI document.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import httpx
 
 from hyperspot.platform.clients import ClientUnavailable
 from hyperspot.platform.gateway.operations import Call, Handler, Operation, Reply, RestApi
 from hyperspot.platform.gateway.problems import Problem
-from hyperspot.platform.rpc.context import CONTEXT_HEADER, ContextSigner
+from hyperspot.platform.rpc.context import CONTEXT_HEADER
 from hyperspot.platform.rpc.contracts import (
     ContractFailure,
     ContractSpec,
     MethodSpec,
     decode_arguments,
 )
-from hyperspot.platform.rpc.proxy import NotSent
+from hyperspot.platform.rpc.proxy import Destination, NotSent
 from hyperspot.platform.security import SecurityContext
 
 JSON = "application/json"
@@ -76,21 +75,10 @@ def _handler(spec: ContractSpec, method: MethodSpec, implementation: object) -> 
 
 
 class HttpInvoker:
-    """Calls one module's contract methods over HTTP; ``address`` is read at each call, so a
-    restarted child process on a new port is found without rebuilding the client."""
+    """Calls one module's contract methods over HTTP."""
 
-    def __init__(
-        self,
-        module: str,
-        spec: ContractSpec,
-        address: Callable[[], str | None],
-        signer: ContextSigner,
-        client: httpx.AsyncClient,
-    ) -> None:
-        self.module = module
-        self.spec = spec
-        self.address = address
-        self.signer = signer
+    def __init__(self, destination: Destination, client: httpx.AsyncClient) -> None:
+        self.destination = destination
         self.client = client
 
     async def __call__(
@@ -100,16 +88,14 @@ class HttpInvoker:
         body: bytes,
         timeout_s: float,
     ) -> bytes:
-        base = self.address()
-        where = f"{self.spec.name}.{method.name} (module '{self.module}')"
-        if base is None:
-            raise NotSent(f"{where}: the module is not running")
+        destination = self.destination
+        base, where = destination.locate(method)
         headers = {
-            CONTEXT_HEADER: self.signer.sign(security, self.module),
+            CONTEXT_HEADER: destination.sign(security),
             "content-type": JSON,
             "accept": JSON,
         }
-        url = base.rstrip("/") + rpc_path(self.module, self.spec, method)
+        url = base.rstrip("/") + rpc_path(destination.module, destination.spec, method)
         try:
             response = await self.client.post(url, content=body, headers=headers, timeout=timeout_s)
         except httpx.ConnectError as error:
@@ -121,7 +107,7 @@ class HttpInvoker:
         if response.status_code == 200:
             return response.content
         if response.status_code == FAILURE_STATUS:
-            self.spec.raise_failure(ContractFailure.model_validate_json(response.content))
+            destination.spec.raise_failure(ContractFailure.model_validate_json(response.content))
         raise ClientUnavailable(f"{where}: answered {response.status_code} {_detail(response)}")
 
 

@@ -25,7 +25,7 @@ from hyperspot.platform.rpc.context import ContextSigner
 from hyperspot.platform.rpc.contracts import ContractError, is_contract, spec_of
 from hyperspot.platform.rpc.forward import forwarder, merge_documents, module_operations
 from hyperspot.platform.rpc.http import HttpInvoker, rpc_operations
-from hyperspot.platform.rpc.proxy import CallPolicy, Invoke, build_proxy
+from hyperspot.platform.rpc.proxy import CallPolicy, Destination, Invoke, build_proxy
 from hyperspot.platform.rpc.supervisor import ModuleLocation, ModuleProcess, RemoteModule
 
 if TYPE_CHECKING:
@@ -127,16 +127,19 @@ class ModuleLinks:
                         f"module '{module.name}' runs {deployment.runtime}: {error}"
                     ) from None
                 invoke: Invoke
-                if deployment.chosen_transport == "grpc":
+                transport = deployment.chosen_transport
+                if transport == "grpc":
                     from hyperspot.platform.rpc.grpc_transport import GrpcInvoker
 
-                    invoke = GrpcInvoker(
-                        module.name, spec, location.grpc_address, self._signer(), self.channels
+                    destination = Destination(
+                        module.name, spec, location.grpc_address, self._signer(), transport
                     )
+                    invoke = GrpcInvoker(destination, self.channels)
                 else:
-                    invoke = HttpInvoker(
-                        module.name, spec, location.http_address, self._signer(), self.http
+                    destination = Destination(
+                        module.name, spec, location.http_address, self._signer(), transport
                     )
+                    invoke = HttpInvoker(destination, self.http)
                 hub.register(protocol, build_proxy(spec, invoke, self.policy), owner=module.name)
 
     @property

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperspot.platform.clients import ClientUnavailable
+from hyperspot.platform.rpc.context import ContextSigner
 from hyperspot.platform.rpc.contracts import ContractSpec, MethodSpec, encode_call
 from hyperspot.platform.security import SecurityContext
 
@@ -34,6 +35,29 @@ class NotSent(ClientUnavailable):
 
 # (method, caller's context, JSON body, timeout) -> JSON result
 Invoke = Callable[[MethodSpec, SecurityContext | None, bytes, float], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a transport sends one module's calls; ``address`` is read at each call, so that a
+    restarted child process on a new port is found without rebuilding the client."""
+
+    module: str
+    spec: ContractSpec
+    address: Callable[[], str | None]
+    signer: ContextSigner
+    transport: str
+
+    def locate(self, method: MethodSpec) -> tuple[str, str]:
+        """(the current address, how to name the call in errors); NotSent if it has none."""
+        where = f"{self.spec.name}.{method.name} (module '{self.module}', {self.transport})"
+        address = self.address()
+        if address is None:
+            raise NotSent(f"{where}: the module is not running")
+        return address, where
+
+    def sign(self, security: SecurityContext | None) -> str:
+        return self.signer.sign(security, self.module)
 
 
 def build_proxy(spec: ContractSpec, invoke: Invoke, policy: CallPolicy) -> object:
