@@ -265,7 +265,6 @@ class Runtime:
                         f"module '{record.module.name}' declares it provides "
                         f"{protocol.__qualname__} but did not register it in init"
                     )
-        for record in self.active:
             for protocol in record.module.uses:
                 if self.clients.find(protocol) is None:
                     problems.append(

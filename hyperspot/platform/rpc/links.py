@@ -128,17 +128,13 @@ class ModuleLinks:
                     ) from None
                 invoke: Invoke
                 transport = deployment.chosen_transport
+                address = location.grpc_address if transport == "grpc" else location.http_address
+                destination = Destination(module.name, spec, address, self._signer(), transport)
                 if transport == "grpc":
                     from hyperspot.platform.rpc.grpc_transport import GrpcInvoker
 
-                    destination = Destination(
-                        module.name, spec, location.grpc_address, self._signer(), transport
-                    )
                     invoke = GrpcInvoker(destination, self.channels)
                 else:
-                    destination = Destination(
-                        module.name, spec, location.http_address, self._signer(), transport
-                    )
                     invoke = HttpInvoker(destination, self.http)
                 hub.register(protocol, build_proxy(spec, invoke, self.policy), owner=module.name)
 
