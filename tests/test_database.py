@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -174,3 +176,44 @@ def test_slow_database_work_never_stalls_the_event_loop(database: ProvisionedDat
         db.close()
     assert finished == ["fast:0", "slow"]
     assert longest_tick < 0.5  # the loop kept running while the slow work held a thread
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 25, 21, 44, 0, 123456),
+        datetime(2026, 1, 2, 3, 4, 5),  # no fraction: SQLite stores it without one
+        datetime(1999, 12, 31, 23, 59, 59, 1),
+    ],
+)
+def test_datetimes_read_back_exactly(database: ProvisionedDatabase, moment: datetime) -> None:
+    # SQLite datetimes are read by the platform's own converter (fromisoformat), not Pony's.
+    from hyperspot.modules.notes.infra.storage import MIGRATIONS, define_entities
+    from hyperspot.platform.config import DatabaseSettings
+    from hyperspot.platform.db import PlatformDatabase, ScopedSession
+    from hyperspot.platform.db.database import FastSQLiteDatetimeConverter
+    from hyperspot.platform.db.migrations import MigrationRunner
+    from hyperspot.platform.security import SecurityContext
+
+    MigrationRunner(database.url, [("notes", MIGRATIONS)]).up()
+    db = PlatformDatabase(DatabaseSettings(pool_size=1), database.url.url)
+    notes = define_entities(db.schema).Note
+    db.map_entities()
+    if database.url.backend == "sqlite":
+        assert (datetime, FastSQLiteDatetimeConverter) in db.schema.provider.converter_classes
+    tenant = SecurityContext(subject="s", tenant_id="A")
+    values = {"title": "t", "body": "", "priority": 1, "pinned": False}
+
+    def write(session: ScopedSession) -> None:
+        session.create(notes, id="n1", created_at=moment, updated_at=moment, **values)
+
+    def read(session: ScopedSession) -> tuple[object, object]:
+        row = session.get(notes, "n1")
+        assert row is not None
+        return row.created_at, row.updated_at
+
+    try:
+        asyncio.run(db.run(tenant, write))
+        assert asyncio.run(db.run(tenant, read)) == (moment, moment)
+    finally:
+        db.close()
