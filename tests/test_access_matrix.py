@@ -108,6 +108,19 @@ def _created(response: Any) -> dict[str, Any]:
     return body
 
 
+# The GTS registry is one for all tenants (written by platform administrators only): its entities
+# are nobody's tenant data, so another tenant's administrator may read them, never change them.
+GLOBAL_MODULES = {"types_registry"}
+GLOBAL_TYPE_ID = "gts.x.matrix.shared.order.v1~"
+GLOBAL_TYPE: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "gts://" + GLOBAL_TYPE_ID,
+    "type": "object",
+    "properties": {"id": {"type": "string"}},
+}
+GLOBAL_SEEDS = {"gts_id", "gts_type"}
+
+
 # How to make, in the victim tenant, the object a path parameter names.
 SEEDERS: dict[str, Callable[[Server, dict[str, str]], str]] = {
     "tenant_id": lambda server, headers: VICTIM,
@@ -136,7 +149,15 @@ SEEDERS: dict[str, Callable[[Server, dict[str, str]], str]] = {
             "/access/v1/api-keys", json={"name": MARKER, "roles": ["member"]}, headers=headers
         )
     )["id"],
+    "gts_id": lambda server, headers: _registered(server, GLOBAL_TYPE),
+    "gts_type": lambda server, headers: _registered(server, GLOBAL_TYPE),
 }
+
+
+def _registered(server: Server, content: dict[str, Any]) -> str:
+    response = server.client.post("/gts/entities", json=content, headers=bearer(ROOT))
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
 
 
 # The same attacks with the notes module in a process of its own: its operations are forwarded
@@ -228,8 +249,9 @@ def test_a_role_without_the_permission_gets_403(world: World) -> None:
     checked = 0
     for op in world.operations:
         response = world.call(op, powerless)
-        if op.permission is None:  # any credential will do (e.g. "who am I")
-            assert response.status_code == 200, op.id
+        if op.permission is None:  # any credential will do (e.g. "who am I", parse an id)
+            # Admitted: answered, or refused for the (absent) query parameters, never 401/403.
+            assert response.status_code in (200, 400, 422), op.id
             continue
         assert response.status_code == 403, f"{op.id}: {response.status_code} {response.text}"
         assert op.permission in response.json()["detail"]
@@ -245,6 +267,16 @@ def test_another_tenants_administrator_cannot_reach_the_victims_objects(world: W
         if (op.permission or "").startswith("platform:"):
             # Every tenant's monitoring data: platform administrators only.
             assert response.status_code == 403, f"{op.id}: {response.status_code}"
+        elif op.spec.get("x-hyperspot-module") in GLOBAL_MODULES:
+            # Readable by every tenant's administrator; changes are refused.
+            if op.permission == "types:write":
+                assert response.status_code == 403, f"{op.id}: {response.status_code}"
+            else:
+                assert response.status_code in (200, 400, 404, 422), f"{op.id}: {response.text}"
+            assert MARKER not in response.text, f"{op.id} showed the victim's data"
+            for name, seed in world.seeds.items():
+                if name not in GLOBAL_SEEDS:
+                    assert seed == VICTIM or seed not in response.text, f"{op.id} leaked {seed}"
         elif op.path_params:
             # Another tenant's object is indistinguishable from a missing one.
             assert response.status_code == 404, f"{op.id}: {response.status_code} {response.text}"
@@ -254,9 +286,11 @@ def test_another_tenants_administrator_cannot_reach_the_victims_objects(world: W
             assert MARKER not in response.text, f"{op.id} showed the victim's data"
             for seed in world.seeds.values():
                 assert seed == VICTIM or seed not in response.text, f"{op.id} leaked {seed}"
-    # Nothing of the victim's changed.
+    # Nothing of the victim's changed, nor the shared registry.
     admin = bearer(VICTIM)
     client = world.server.client
+    shared = client.get(f"/gts/entities/{GLOBAL_TYPE_ID}", headers=bearer(ROOT))
+    assert shared.status_code == 200 and shared.json()["content"] == GLOBAL_TYPE, shared.text
     assert (
         client.get(f"/notes/v1/notes/{world.seeds['note_id']}", headers=admin).json()["title"]
         == MARKER

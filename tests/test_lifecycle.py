@@ -36,6 +36,7 @@ def test_phases_run_in_dependency_order_and_stop_in_reverse(
         "gamma": "ready",
         "hello": "ready",
         "notes": "ready",
+        "types_registry": "ready",
     }
     assert server.stop() == 0
     expected = [f"{name} {phase}" for phase in ("init", "migrate", "start") for name in PROBES]

@@ -16,6 +16,7 @@ from hyperspot.cli.check import check
 from hyperspot.cli.common import ConfigOption, fail, out
 from hyperspot.cli.contracts import contracts
 from hyperspot.cli.dashboard import dashboard
+from hyperspot.cli.gts import gts_app
 from hyperspot.cli.lint import lint
 from hyperspot.cli.migrate import migrate_app
 from hyperspot.cli.new import new
@@ -37,6 +38,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(gts_app, name="gts")
 app.command()(dashboard)
 app.command()(lint)
 app.command()(new)

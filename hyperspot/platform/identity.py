@@ -25,6 +25,8 @@ MEMBER = "member"
 BUILTIN_ROLES = (TENANT_ADMIN, MEMBER)
 
 PERMISSION = re.compile(r"^[a-z][a-z0-9_-]*:[a-z][a-z0-9_-]*$")
+# A grant of a scoped permission for part of its resources: "<permission>:<scope>".
+SCOPED_GRANT = re.compile(r"^([a-z][a-z0-9_-]*:[a-z][a-z0-9_-]*):(\S{1,500})$")
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TENANT_HEADER = "X-Tenant-Id"
 PLATFORM_RESOURCE = "platform:"
@@ -46,11 +48,17 @@ class Permission:
 
     Permissions on the ``platform`` resource (``platform:observe``: every tenant's traces, say)
     belong to platform administrators only, whatever roles anyone else holds.
+
+    A ``scoped`` permission may also be granted for part of its resources, as
+    ``<name>:<scope>`` (e.g. ``types:read:gts.x.core.*``): the gateway admits the holder of such a
+    grant to the operations requiring ``<name>``, and the declaring module, which alone knows what
+    a scope means, narrows what it shows or does to the grant's scopes.
     """
 
     name: str
     description: str
     member: bool = False
+    scoped: bool = False
 
     @property
     def platform(self) -> bool:
@@ -100,6 +108,14 @@ class PermissionCatalogue:
     def __contains__(self, name: object) -> bool:
         return name in self.permissions
 
+    def known(self, name: str) -> bool:
+        """A declared permission, or a grant of a scoped one for part of its resources."""
+        if name in self.permissions:
+            return True
+        scoped = SCOPED_GRANT.match(name)
+        declared = self.permissions.get(scoped.group(1)) if scoped else None
+        return declared is not None and declared.scoped
+
     def builtin(self, role: str) -> frozenset[str] | None:
         """The permissions of a built-in role; None for any other role name."""
         if role == TENANT_ADMIN:
@@ -113,7 +129,7 @@ class PermissionCatalogue:
         return frozenset(p.name for p in self.permissions.values() if p.platform)
 
     def unknown(self, names: Iterable[str]) -> list[str]:
-        return sorted(set(names) - set(self.permissions))
+        return sorted(name for name in set(names) if not self.known(name))
 
 
 class IdentityResolver(Protocol):

@@ -41,4 +41,16 @@ class SecurityContext:
         return self.home_tenant != self.tenant_id
 
     def allows(self, permission: str) -> bool:
-        return permission in self.permissions
+        """Holds ``permission``, or a grant of it for part of its resources (``permission:...``,
+        which only scoped permissions admit; the module narrows what it does to those)."""
+        if permission in self.permissions:
+            return True
+        prefix = permission + ":"
+        return any(held.startswith(prefix) for held in self.permissions)
+
+    def scopes(self, permission: str) -> frozenset[str] | None:
+        """The scopes ``permission`` is granted for: None when granted whole, empty when not."""
+        if permission in self.permissions:
+            return None
+        prefix = permission + ":"
+        return frozenset(p[len(prefix) :] for p in self.permissions if p.startswith(prefix))

@@ -154,7 +154,9 @@ class AccessResolver:
             rows: list[Any] = list(session.query(self.entities.Role))
             # A permission of a module that is no longer enabled grants nothing.
             return {
-                row.name: split_words(row.permissions) & frozenset(self.catalogue.permissions)
+                row.name: frozenset(
+                    word for word in split_words(row.permissions) if self.catalogue.known(word)
+                )
                 for row in rows
             }
 

@@ -34,6 +34,7 @@ from hyperspot.platform.db import PlatformDatabase, ScopedSession
 from hyperspot.platform.identity import (
     BUILTIN_ROLES,
     MEMBER,
+    SCOPED_GRANT,
     TENANT_ADMIN,
     PermissionCatalogue,
     RequestOrigin,
@@ -88,7 +89,7 @@ class AccessService:
         target: str,
         origin: RequestOrigin | None,
     ) -> None:
-        beyond = sorted(wanted - security.permissions)
+        beyond = sorted(p for p in wanted if not _holds(security.permissions, p))
         if beyond:
             detail = f"permissions the caller does not hold: {', '.join(beyond)}"
             await self.audit.record(
@@ -378,6 +379,14 @@ _BUILTIN_DESCRIPTIONS = {
     TENANT_ADMIN: "Every permission in the tenant; in the root tenant, platform administration",
     MEMBER: "The everyday permissions modules grant members",
 }
+
+
+def _holds(held: frozenset[str], permission: str) -> bool:
+    """Whether ``held`` covers ``permission``: itself, or the whole of a scoped grant's."""
+    if permission in held:
+        return True
+    scoped = SCOPED_GRANT.match(permission)
+    return scoped is not None and scoped.group(1) in held
 
 
 def _role(row: Any) -> Role:
