@@ -586,3 +586,20 @@ def flatten(value: Any, prefix: ConfigPath = ()) -> Iterator[tuple[ConfigPath, A
             yield from flatten(item, (*prefix, key))
     else:
         yield prefix, value
+
+
+def changed_paths(old: Any, new: Any) -> list[ConfigPath]:
+    """The leaf paths whose values differ between two JSON-like structures (sorted)."""
+    before, after = dict(flatten(old)), dict(flatten(new))
+    missing = object()
+    changed = {
+        path
+        for path in before.keys() | after.keys()
+        if before.get(path, missing) != after.get(path, missing)
+    }
+    return sorted(changed, key=lambda path: tuple(str(part) for part in path))
+
+
+def dotted(path: ConfigPath) -> str:
+    """``("server", "port")`` -> ``server.port``: how messages name a key."""
+    return _dotted(path)

@@ -55,6 +55,9 @@ class HealthCheck:
 Hook = Callable[["ModuleContext[C]"], Awaitable[None] | None]
 RestHook = Callable[["ModuleContext[C]", "RestApi"], None]
 HealthHook = Callable[["ModuleContext[C]"], Awaitable[HealthCheck] | HealthCheck]
+# Gets the module's new, validated config section while ``ctx.config`` still holds the old one;
+# raising keeps the old one in force (the runtime sets ``ctx.config`` only after it returns).
+ReloadHook = Callable[["ModuleContext[C]", C], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ class Module(Generic[C]):
     """A module's declaration. Hooks may be plain or ``async`` functions; all are optional.
 
     Lifecycle, in dependency order: ``init`` -> ``migrate`` -> ``register_rest`` -> ``start``;
-    ``stop`` runs in reverse order for every module whose ``init`` completed.
+    ``stop`` runs in reverse order for every module whose ``init`` completed. ``reload`` runs
+    while serving, when the configuration is re-read (SIGHUP, ``POST /admin/reload``) and the
+    module's section changed; a module without it is reported as needing a restart instead.
     """
 
     name: str
@@ -77,6 +82,7 @@ class Module(Generic[C]):
     start: Hook[C] | None = None
     stop: Hook[C] | None = None
     health: HealthHook[C] | None = None
+    reload: ReloadHook[C] | None = None
     migrations: tuple[Migration, ...] = ()
     permissions: tuple[Permission, ...] = ()
     # Client contracts (Protocols from ``contract`` packages) this module registers in ``init``,

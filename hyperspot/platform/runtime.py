@@ -11,7 +11,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -25,6 +25,9 @@ from hyperspot.platform.config import (
     DEPLOYMENT_KEYS,
     LoadedConfig,
     ModuleDeployment,
+    changed_paths,
+    dotted,
+    load_config,
     validate_section,
 )
 from hyperspot.platform.db.database import PlatformDatabase
@@ -41,7 +44,13 @@ from hyperspot.platform.identity import (
 )
 from hyperspot.platform.logs import trace_logs
 from hyperspot.platform.module import Capability, HealthCheck, Module, ModuleContext, call_hook
-from hyperspot.platform.observability.admin import OBSERVE, register_admin
+from hyperspot.platform.observability.admin import (
+    CONFIGURE,
+    OBSERVE,
+    ReloadReport,
+    register_admin,
+    register_reload,
+)
 from hyperspot.platform.observability.instrument import Observability
 from hyperspot.platform.observability.models import ModuleStatus
 from hyperspot.platform.ratelimit import RateLimiter, build_rate_limiter
@@ -134,6 +143,9 @@ class Runtime:
         # True in `hyperspot run-module`: it serves only what the platform's gateway forwards.
         self.module_process = False
         self.operations: list[Operation] = []
+        # Set in a worker of several: asks the supervisor to reload every worker (this one too).
+        self.reload_peers: Callable[[], None] | None = None
+        self._reload_lock = asyncio.Lock()
         disabled = set()
         configs: dict[str, BaseModel] = {}
         self.deployments: dict[str, ModuleDeployment] = {}
@@ -157,7 +169,7 @@ class Runtime:
             # Every module's config is validated before any module runs.
             configs[module.name] = validate_section(module.config_model, section, prefix, loaded)
         ordered = resolve(modules, disabled)
-        declared = [(PLATFORM, OBSERVE)] + [
+        declared = [(PLATFORM, OBSERVE), (PLATFORM, CONFIGURE)] + [
             (module.name, permission) for module in ordered for permission in module.permissions
         ]
         self.permissions = PermissionCatalogue(declared)
@@ -475,8 +487,150 @@ class Runtime:
             trace_logs().lines_for,
             HEALTH_RATE_CLASS,
         )
+        register_reload(api, self._reload_everywhere, HEALTH_RATE_CLASS)
         return api.build()
+
+    async def _reload_everywhere(self) -> ReloadReport:
+        report = await self.reload()
+        if report.status != "rejected" and self.reload_peers is not None:
+            # The supervisor signals every worker, this one included: a second reload of the
+            # same file here finds nothing changed.
+            self.reload_peers()
+            report.detail = "the other worker processes reload too"
+        return report
+
+    async def reload(self) -> ReloadReport:
+        """Re-read the config file and environment; hand each module its changed section.
+
+        The new configuration is validated whole first: if any of it is invalid nothing changes.
+        Changes a running server cannot take (platform settings, enabling, placement, modules
+        without a ``reload`` hook) are reported, not applied. Never raises.
+        """
+        async with self._reload_lock:
+            try:
+                report = await self._reload()
+            except Exception as error:  # a bug must not take the server down with it
+                logger.exception("configuration reload failed")
+                report = ReloadReport(status="rejected", errors=[f"reload failed: {error!r}"])
+        _log_reload(report)
+        return report
+
+    async def _reload(self) -> ReloadReport:
+        try:
+            loaded = load_config(self.loaded.path)
+            restart = self._platform_changes(loaded)
+            changes, module_restart = self._module_changes(loaded)
+        except ConfigError as error:
+            return ReloadReport(status="rejected", errors=error.problems)
+        restart += module_restart
+        applied, errors = [], []
+        for record, config in changes:
+            context = record.context
+            assert context is not None and record.module.reload is not None
+            try:
+                await call_hook(record.module.reload, context, config)
+            except Exception as error:
+                errors.append(
+                    f"modules.{record.module.name}: refused its new section, the previous one "
+                    f"stays: {error}"
+                )
+                continue
+            context.config = config
+            applied.append(record.module.name)
+        status: Literal["applied", "unchanged", "partial"] = (
+            "partial" if errors else "applied" if applied else "unchanged"
+        )
+        return ReloadReport(status=status, applied=applied, restart_required=restart, errors=errors)
+
+    def _platform_changes(self, loaded: LoadedConfig) -> list[str]:
+        """Platform settings are read once, at start-up: each changed one needs a restart."""
+        old = self.settings.model_dump(mode="json", exclude={"modules"})
+        new = loaded.settings.model_dump(mode="json", exclude={"modules"})
+        return [
+            f"{dotted(path)}: needs a restart (from {loaded.source_of(path)})"
+            for path in changed_paths(old, new)
+        ]
+
+    def _module_changes(
+        self, loaded: LoadedConfig
+    ) -> tuple[list[tuple[ModuleRecord, BaseModel]], list[str]]:
+        """The modules to hand a new section, and the changes that need a restart; raises
+        ``ConfigError`` naming every invalid section."""
+        sections = loaded.settings.modules
+        names = {record.module.name for record in self.records}
+        problems = [
+            f"modules.{name}: no such module (from {loaded.source_of(('modules', name))})"
+            for name in sorted(set(sections) - names)
+        ]
+        changes: list[tuple[ModuleRecord, BaseModel]] = []
+        restart: list[str] = []
+        for record in self.records:
+            name = record.module.name
+            prefix = ("modules", name)
+            section = dict(sections.get(name, {}))
+            enabled = section.pop("enabled", True)
+            if not isinstance(enabled, bool):
+                where = loaded.source_of((*prefix, "enabled"))
+                problems.append(f"modules.{name}.enabled: expected true or false (from {where})")
+                continue
+            if enabled != (record.state != ModuleState.DISABLED):
+                where = loaded.source_of((*prefix, "enabled"))
+                restart.append(f"modules.{name}.enabled: needs a restart (from {where})")
+            if not enabled or record.state == ModuleState.DISABLED:
+                continue
+            placement = {key: section.pop(key) for key in list(section) if key in DEPLOYMENT_KEYS}
+            try:
+                deployment = validate_section(ModuleDeployment, placement, prefix, loaded)
+                config = validate_section(record.module.config_model, section, prefix, loaded)
+            except ConfigError as error:
+                problems.extend(error.problems)
+                continue
+            old_deployment = self.deployments[name].model_dump()
+            restart += [
+                f"modules.{name}.{dotted(path)}: needs a restart (from "
+                f"{loaded.source_of((*prefix, *path))})"
+                for path in changed_paths(old_deployment, deployment.model_dump())
+            ]
+            context = record.context
+            if context is None:
+                old_section = {
+                    key: value
+                    for key, value in self.settings.modules.get(name, {}).items()
+                    if key not in DEPLOYMENT_KEYS and key != "enabled"
+                }
+                if old_section != section:
+                    restart.append(
+                        f"modules.{name}: runs in another process ({record.runtime}); restart "
+                        "it to apply its new section"
+                    )
+            elif config != context.config:
+                if record.module.reload is None:
+                    restart.append(
+                        f"modules.{name}: needs a restart (the module has no reload hook)"
+                    )
+                else:
+                    changes.append((record, config))
+        if problems:
+            raise ConfigError(problems)
+        return changes, restart
 
     async def _module_statuses(self) -> list[ModuleStatus]:
         report = await self.readiness()
         return [ModuleStatus(**module.model_dump(exclude={"version"})) for module in report.modules]
+
+
+def _log_reload(report: ReloadReport) -> None:
+    if report.status == "rejected":
+        logger.error(
+            "configuration reload rejected, the running configuration stays: %s",
+            "; ".join(report.errors),
+        )
+        return
+    logger.info(
+        "configuration reloaded: %s",
+        "applied to " + ", ".join(report.applied) if report.applied else "nothing to apply",
+    )
+    for line in report.errors:
+        logger.error("configuration reload: %s", line)
+    for line in report.restart_required:
+        logger.warning("configuration reload: %s", line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import gc
 import ipaddress
@@ -43,8 +44,12 @@ class HyperspotApp:
         self.runtime = runtime
         self.gateway: AsgiApp | None = None
         self.startup_error: BaseException | None = None
+        # Start-up completed and shutdown not begun: only then may a reload touch the modules.
+        self.serving = False
         # A worker process tells its supervisor it is serving.
         self.on_ready = on_ready
+        # Reloads started by SIGHUP: referenced until done, or the loop may drop them.
+        self._reloads: set[asyncio.Task[object]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -86,12 +91,24 @@ class HyperspotApp:
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
                 await send({"type": "lifespan.startup.complete"})
+                self.serving = True
                 if self.on_ready is not None:
                     self.on_ready()
             elif message["type"] == "lifespan.shutdown":
+                self.serving = False
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def reload_config(self) -> None:
+        """SIGHUP: reload the configuration in the background (see ``Runtime.reload``)."""
+        if not self.serving or self.runtime.stopping:
+            logger.warning("SIGHUP ignored: the server is not serving (starting or stopping)")
+            return
+        logger.info("SIGHUP: reloading the configuration")
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(self.runtime.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
 
 async def _send_shutdown_problem(scope: Scope, send: Send) -> None:
@@ -190,9 +207,13 @@ class _Server(uvicorn.Server):
     process by signal (and SIGINT with a traceback). Here a graceful stop is a normal exit.
 
     A worker process (``supervisor_pid`` set) also stops gracefully when its supervisor is gone,
-    e.g. killed with SIGKILL, instead of serving on as an orphan."""
+    e.g. killed with SIGKILL, instead of serving on as an orphan.
+
+    With ``on_hangup`` set, SIGHUP calls it on the event loop (the configuration reload) instead
+    of ending the process."""
 
     supervisor_pid: int | None = None
+    on_hangup: Callable[[], None] | None = None
 
     async def on_tick(self, counter: int) -> bool:
         if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
@@ -205,6 +226,16 @@ class _Server(uvicorn.Server):
             yield
             return
         previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        on_hangup = self.on_hangup
+        if on_hangup is not None:
+            loop = asyncio.get_running_loop()
+
+            def hang_up(sig: int, frame: object) -> None:
+                # A signal handler interrupts whatever the loop runs: schedule, do not run, and
+                # not in the context of the request that happened to be interrupted.
+                loop.call_soon_threadsafe(on_hangup, context=contextvars.Context())
+
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
         try:
             yield
         finally:
@@ -217,6 +248,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def serve(config_path: Path | None) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests get the configured grace period.
+    SIGHUP reloads the configuration (``Runtime.reload``).
 
     With ``server.workers`` > 1 this process binds the port and supervises that many worker
     processes serving it (see ``_Supervisor``).
@@ -242,6 +274,7 @@ def _serve_process(
     runtime.links.own_url = _own_url(sock)
     app = HyperspotApp(runtime, on_ready)
     server = bounded_server(app, server_settings)
+    server.on_hangup = app.reload_config
     if worker is None:
         host, port = sock.getsockname()[:2]
         logger.info(
@@ -251,7 +284,9 @@ def _serve_process(
             _masked_database(loaded),
         )
     else:
-        server.supervisor_pid = os.getppid()
+        supervisor = server.supervisor_pid = os.getppid()
+        # POST /admin/reload reaches one worker: the supervisor passes it on to all of them.
+        runtime.reload_peers = lambda: _signal(supervisor, signal.SIGHUP)
     run_server(server, app, sock)
 
 
@@ -315,7 +350,10 @@ class _Supervisor:
 
     A worker that fails before it is ready stops the whole server with its error; one that dies
     later is replaced. SIGTERM or SIGINT stops every worker gracefully (each gets the grace
-    period), then this process exits.
+    period), then this process exits. SIGHUP is passed on to every ready worker, which reloads
+    its configuration: it no longer stops the server (as with nginx or gunicorn), so a server
+    started from a terminal keeps serving when that terminal closes (the workers are in their own
+    process group and never get the terminal's hangup themselves).
     """
 
     def __init__(self, config_path: Path | None, count: int) -> None:
@@ -340,7 +378,8 @@ class _Supervisor:
             )
             # Not walked by the workers' collectors: stays shared with this process.
             gc.freeze()
-            handlers = {sig: signal.signal(sig, self._on_signal) for sig in _SUPERVISOR_SIGNALS}
+            handlers = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
+            handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
             try:
                 for index in range(self.count):
                     self._spawn(index, sock)
@@ -369,8 +408,11 @@ class _Supervisor:
             # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which
             # stops each worker exactly once.
             os.setpgid(0, 0)
-            for sig in _SUPERVISOR_SIGNALS:
+            for sig in _STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
+            # Until the server installs its reload handler: a SIGHUP then must not end the
+            # worker (the supervisor signals only ready workers, but may race their start).
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             for other in self.workers.values():
                 os.close(other.reports)
 
@@ -419,6 +461,15 @@ class _Supervisor:
     def _on_signal(self, sig: int, frame: object) -> None:
         self._stop_workers()
 
+    def _on_hangup(self, sig: int, frame: object) -> None:
+        if self.stopping:
+            return
+        logger.info("SIGHUP: the workers reload their configuration")
+        for pid, worker in list(self.workers.items()):
+            if worker.ready:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
+
     def _stop_workers(self) -> None:
         if self.stopping:
             return
@@ -428,8 +479,10 @@ class _Supervisor:
                 os.kill(pid, signal.SIGTERM)
 
 
-# SIGHUP too: a closed terminal must not leave the workers serving without their supervisor.
-_SUPERVISOR_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)
+def _signal(pid: int, sig: int) -> None:
+    # A supervisor already gone has nobody left to reload: this worker stops on its own.
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 def app_from_environment() -> HyperspotApp:

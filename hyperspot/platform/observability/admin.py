@@ -1,7 +1,7 @@
-"""The platform's monitoring operations: /metrics, /admin/stats, /admin/traces.
+"""The platform's administration operations: /metrics, /admin/stats, /admin/traces, /admin/reload.
 
-They show every tenant's traffic, so they require ``platform:observe``, which only platform
-administrators hold.
+The monitoring ones show every tenant's traffic, so they require ``platform:observe``; reloading
+the configuration requires ``platform:configure``. Only platform administrators hold either.
 """
 
 from __future__ import annotations
@@ -25,9 +25,34 @@ from hyperspot.platform.observability.models import (
 from hyperspot.platform.observability.tracing import LogsFor
 
 OBSERVE = Permission("platform:observe", "Read every tenant's metrics, statistics and traces")
+CONFIGURE = Permission("platform:configure", "Reload the configuration without a restart")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 ModuleStatuses = Callable[[], Awaitable[list[ModuleStatus]]]
+
+
+class ReloadReport(BaseModel):
+    """What a configuration reload did; ``rejected`` leaves the running configuration as it was."""
+
+    status: Literal["applied", "unchanged", "partial", "rejected"] = Field(
+        description=(
+            "'applied': every changed module section took effect; 'unchanged': nothing a reload "
+            "can apply changed; 'partial': a module refused its new section and keeps its old "
+            "one (see errors); 'rejected': the new configuration is invalid, nothing changed."
+        )
+    )
+    applied: list[str] = Field(
+        default_factory=list, description="Modules whose new section is now in force."
+    )
+    restart_required: list[str] = Field(
+        default_factory=list,
+        description="Changed settings a reload cannot apply (ports, database, placement...).",
+    )
+    errors: list[str] = Field(default_factory=list)
+    detail: str = ""
+
+
+Reload = Callable[[], Awaitable[ReloadReport]]
 
 
 class StatsQuery(BaseModel):
@@ -139,4 +164,31 @@ def register_admin(
         .require(OBSERVE.name)
         .rate_limit(rate_class)
         .handler(trace)
+    )
+
+
+def register_reload(api: RestApi, reload: Reload, rate_class: str) -> None:
+    async def reload_config(call: Call) -> ReloadReport:
+        report = await reload()
+        if report.status == "rejected":
+            raise Problem(
+                422,
+                "invalid configuration, the running one stays: " + "; ".join(report.errors),
+                kind="invalid-configuration",
+            )
+        return report
+
+    (
+        api.operation("POST", "/admin/reload", "platform.reload_config")
+        .summary("Re-read the config file and environment, and apply what can change live")
+        .description(
+            "The same as SIGHUP to the server. Each module whose section changed gets it through "
+            "its reload hook; settings that need a restart are listed, not applied. With several "
+            "worker processes, the others reload too."
+        )
+        .response(200, ReloadReport)
+        .error(422, "The new configuration is invalid; the running one stays")
+        .require(CONFIGURE.name)
+        .rate_limit(rate_class)
+        .handler(reload_config)
     )
