@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 import pytest
 import yaml
@@ -17,6 +17,9 @@ from typer.testing import CliRunner, Result
 from hyperspot.cli import check as check_cli
 from hyperspot.cli import new as new_cli
 from hyperspot.cli.main import app
+from hyperspot.platform.plugins import PLUGIN_BASE_TYPE, PluginSlot
+from hyperspot.platform.rpc import contract
+from hyperspot.platform.security import SecurityContext
 from hyperspot.sandbox.databases import ProvisionedDatabase
 from hyperspot.scaffolds import Kind, Scaffold, ScaffoldError, plan
 from hyperspot.scaffolds.project import with_modules_path
@@ -38,6 +41,13 @@ def one_error_line(result: Result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
+
+
+@contract()
+class Shouter(Protocol):
+    """A plugin contract to check the generated type ids with."""
+
+    async def shout(self, security: SecurityContext, text: str) -> str: ...
 
 
 def mypy_cache(pytestconfig: pytest.Config, tmp_path: Path, name: str) -> str:
@@ -96,15 +106,24 @@ def test_generated_modules_pass_check_and_serve(
     assert paths["/stock/v1/items"]["post"]["x-hyperspot-permission"] == "stock:write"
     assert paths["/stock/v1/items/{item_id}"].keys() == {"get", "patch", "delete"}
     assert paths["/gw/v1/plugins"]["get"]["x-hyperspot-permission"] == "gw:read"
-    assert "/gw/v1/plugins/{plugin}/calls" in paths
+    assert paths["/gw/v1/calls"]["post"]["x-hyperspot-permission"] == "gw:call"
+    assert not [path for path in paths if path.startswith("/echo/")]  # plugins have no REST
 
     member = bearer("root", subject="ann", roles=("member",))
     created = server.client.post("/stock/v1/items", json={"name": "first"}, headers=member)
     assert created.status_code == 201, created.text
     assert created.json()["name"] == "first"
     assert server.client.post("/stock/v1/items", json={"name": "x"}).status_code == 401
-    called = server.client.post("/gw/v1/plugins/echo/calls", json={"input": "hi"}, headers=member)
-    assert called.json() == {"plugin": "echo", "output": "hi (for root)"}
+    # The gateway found its one plugin, registered in the types registry, and calls it.
+    listed = server.client.get("/gw/v1/plugins", headers=member).json()["items"]
+    assert [(p["name"], p["module"], p["version"]) for p in listed] == [("echo", "echo", "v1.0")]
+    called = server.client.post("/gw/v1/calls", json={"input": "hi"}, headers=member)
+    assert called.json() == {
+        "output": "hi (for root)",
+        "plugin": "echo",
+        "version": "v1.0",
+        "failures": [],
+    }
 
 
 # What `new` writes.
@@ -250,6 +269,29 @@ def test_plugins_need_an_existing_gateway(tmp_path: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
+def test_a_gateway_without_the_plugin_contract_is_not_one(tmp_path: Path) -> None:
+    assert new(tmp_path, "gw", "--kind", "gateway").exit_code == 0
+    contract = tmp_path / "modules" / "gw" / "contract" / "__init__.py"
+    # A contract the plugin templates cannot use: no PLUGIN_SLOT (as before PluginSlot existed).
+    contract.write_text(contract.read_text().replace("PLUGIN_SLOT", "GREETERS"))
+    line = one_error_line(new(tmp_path, "echo", "--kind", "plugin", "--implements", "gw"))
+    assert "not a gateway" in line and "PLUGIN_SLOT" in line
+
+
+@pytest.mark.parametrize("name", ["a", "x10", "a_b2_c", "g" * MAX_NAME_LENGTH])
+def test_a_gateway_declares_a_plugin_type_named_after_it(name: str) -> None:
+    files = Scaffold(Kind.GATEWAY, name).render()
+    contract = files[PurePosixPath("modules", name, "contract", "__init__.py")]
+    type_id = f"{PLUGIN_BASE_TYPE}hx.app.{name}.plugin.v1.0~"
+    assert f'type_id="{type_id}"' in contract
+    # A valid slot for every module name: GTS tokens are [a-z_][a-z0-9_]*, module names fit.
+    assert PluginSlot(contract=Shouter, type_id=type_id).name == f"hx.app.{name}.plugin"
+    # The stand-in plugins the gateway's tests run with, and nothing of the old registry.
+    stub = PurePosixPath("tests", f"{name}_stubs", f"{name}_stub", "module.py")
+    assert f'depends_on=("{name}", "types_registry")' in files[stub]
+    assert not [path for path, text in files.items() if "PluginRegistry" in text]
+
+
 def test_a_plugin_asks_for_its_gateway_on_a_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -261,8 +303,8 @@ def test_a_plugin_asks_for_its_gateway_on_a_terminal(
     assert result.exit_code == 0, result.output
     assert "Gateway to implement (gw, hub)" in result.output
     module = (tmp_path / "modules" / "echo" / "module.py").read_text()
-    assert 'depends_on=("hub",)' in module
-    assert "from hub.contract import PluginRegistry" in module
+    assert 'depends_on=("hub", "types_registry")' in module
+    assert "from hub.contract import PLUGIN_SLOT" in module
 
 
 def test_the_config_file_keeps_its_content(tmp_path: Path) -> None:
@@ -337,7 +379,9 @@ def test_a_failed_write_leaves_the_project_as_it_was(
 
     def failing(source: Any, target: Any) -> None:
         calls.append(target)
-        if len(calls) == 7:  # all but hyperspot.yaml in place: 3 set aside, 3 moved in
+        # All but hyperspot.yaml in place: 3 set aside, 5 moved in (the module, its 2 tests and
+        # the 2 files of the gateway's stand-in plugins).
+        if len(calls) == 9:
             raise OSError(28, "No space left on device")
         replace(source, target)
 

@@ -109,7 +109,7 @@ def _checked_gateway(modules_dir: Path, name: str, gateway: str | None) -> str:
     if not is_gateway(modules_dir / gateway):
         raise ScaffoldError(
             f"module {gateway!r} in {modules_dir} is not a gateway made by `hyperspot new "
-            "--kind gateway`: its contract lacks the Plugin protocol and the PluginRegistry"
+            "--kind gateway`: its contract lacks the plugin contract (PLUGIN_SLOT and its Protocol)"
         )
     return gateway
 

@@ -29,7 +29,7 @@ LINE_LENGTH = 100
 # Names that would confuse a project's layout or its tools, besides those computed below.
 LAYOUT_NAMES = frozenset({"modules", "tests", "test", "conftest", "hyperspot", "setup", "noxfile"})
 # What a gateway's contract defines and the plugin templates use; "{}" is the gateway's PascalName.
-GATEWAY_CONTRACT = ("Plugin", "PluginRegistry", "{}PluginInfo", "{}PluginRequest", "{}PluginResult")
+GATEWAY_CONTRACT = ("PLUGIN_SLOT", "{}Plugin", "{}Request", "{}Answer", "{}RefusedError", "{}Api")
 
 
 class Kind(StrEnum):
@@ -152,7 +152,8 @@ def _target(relative: PurePosixPath, name: str) -> PurePosixPath:
     parts = relative.parts
     if parts[0] == "module":
         return PurePosixPath("modules", name, *parts[1:])
-    return PurePosixPath(*parts[:-1], parts[-1].replace("NAME", name))
+    # Folders too: a gateway's tests keep their stand-in plugin module in tests/NAME_stubs/.
+    return PurePosixPath(*(part.replace("NAME", name) for part in parts))
 
 
 def render_project(project_name: str) -> str:
@@ -218,12 +219,14 @@ def tidy_imports(text: str, first_party: Iterable[str]) -> str:
 
 
 def contract_names(contract: Path) -> set[str]:
-    """The top-level class names a contract package's ``__init__.py`` defines."""
+    """The top-level class and variable names a contract package's ``__init__.py`` defines."""
     try:
         source = contract.read_text(encoding="utf-8")
     except OSError:
         return set()
-    return set(re.findall(r"^class (\w+)\b", source, flags=re.MULTILINE))
+    classes = re.findall(r"^class (\w+)\b", source, flags=re.MULTILINE)
+    variables = re.findall(r"^(\w+)\s*(?::[^=\n]*)?=", source, flags=re.MULTILINE)
+    return {*classes, *variables}
 
 
 def is_gateway(module_dir: Path) -> bool:
