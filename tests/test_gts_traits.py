@@ -21,7 +21,13 @@ from hyperspot.platform.gts.traits import (
     merged_traits,
     trait_layers,
 )
-from hyperspot.platform.gts.validation import validate_entity, validate_type_schema
+from hyperspot.platform.gts.validation import (
+    check_registration,
+    check_schema_basic,
+    validate_entity,
+    validate_instance,
+    validate_type_schema,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gts"
 D7 = "http://json-schema.org/draft-07/schema#"
@@ -48,14 +54,32 @@ def test_scenario(scenario: dict[str, Any]) -> None:
     for item in scenario["entities"]:
         for document in _documents(item):
             store.put(GtsEntity.from_content(document))
+    before = {e.id: e for e in store.entities()}
     for check in scenario["checks"]:
-        validate = validate_type_schema if check["op"] == "type" else validate_entity
-        body = validate(store, check["id"], check.get("mode", "any-valid"))
-        assert body["ok"] is check["ok"], (check["id"], body)
+        mode = check.get("mode", "any-valid")
+        body: dict[str, Any]
+        if check["op"] in ("register", "basic"):
+            # Registration-time checks of a document that is not in the store.
+            errors = (
+                check_registration(store, GtsEntity.from_content(check["document"]), mode)
+                if check["op"] == "register"
+                else check_schema_basic(check["document"])
+            )
+            body = {"ok": not errors, "error": "; ".join(errors)}
+        else:
+            validate = {
+                "type": validate_type_schema,
+                "entity": validate_entity,
+                "instance": validate_instance,
+            }[check["op"]]
+            body = validate(store, check["id"], mode)
+        assert body["ok"] is check["ok"], (check.get("id"), body)
         if "error" in check:
             assert check["error"] in body["error"], body
         if "entity_type" in check:
             assert body["entity_type"] == check["entity_type"]
+    # Validation and registration checks never write the registry (§9.3).
+    assert {e.id: e for e in store.entities()} == before
 
 
 @pytest.mark.parametrize(

@@ -748,3 +748,94 @@ def test_inlining_resolves_local_gts_and_sibling_refs() -> None:
         "properties": {"a": {"type": "string", "maxLength": 1}},
         "required": ["a", "b"],
     }
+
+
+def test_a_minimum_overlay_on_a_base_number_is_a_refinement() -> None:
+    # Reported by the registry: allOf [$ref base, {"minimum": 0}] only accepts numbers.
+    base = _schema(
+        "gts.x.refine.bill.charge.v1~",
+        {"required": ["amount"], "properties": {"amount": {"type": "number"}}},
+    )
+    derived = _schema(
+        "gts.x.refine.bill.charge.v1~x.refine._.positive.v1~",
+        {
+            "allOf": [
+                {"$ref": "gts://gts.x.refine.bill.charge.v1~"},
+                {"properties": {"amount": {"minimum": 0}}},
+            ]
+        },
+    )
+    store = build_store([base])
+    assert check_registration(store, GtsEntity.from_content(derived), "any-valid") == []
+    store.put(GtsEntity.from_content(derived))
+    assert validate_type_schema(store, "gts.x.refine.bill.charge.v1~x.refine._.positive.v1~")["ok"]
+
+
+def test_declared_redeclaration_rule() -> None:
+    from hyperspot.platform.gts.derivation import declared
+
+    number = {"type": "number", "maximum": 10}
+    # Without "type" an overlay refines: the inherited keywords it does not restate stay.
+    assert declared(
+        {"allOf": [{"properties": {"n": number}}, {"properties": {"n": {"minimum": 0}}}]}
+    ) == {"properties": {"n": {"type": "number", "maximum": 10, "minimum": 0}}}
+    # A restated keyword replaces the inherited one, so a looser bound stays visible.
+    assert declared(
+        {"allOf": [{"properties": {"n": number}}, {"properties": {"n": {"maximum": 99}}}]}
+    ) == {"properties": {"n": {"type": "number", "maximum": 99}}}
+    # With "type" the overlay is a complete declaration: unstated keywords are dropped.
+    assert declared(
+        {"allOf": [{"properties": {"n": number}}, {"properties": {"n": {"type": "number"}}}]}
+    ) == {"properties": {"n": {"type": "number"}}}
+    # Items, pattern properties and additionalProperties schemas follow the same rule;
+    # true adds nothing.
+    tags = {"type": "array", "items": _S}
+    assert declared(
+        {
+            "allOf": [
+                {"properties": {"t": tags}, "additionalProperties": _S},
+                {
+                    "properties": {"t": {"items": {"maxLength": 3}}},
+                    "additionalProperties": {"maxLength": 5},
+                },
+                {"properties": {"t": True}},
+            ]
+        }
+    ) == {
+        "properties": {"t": {"type": "array", "items": {"type": "string", "maxLength": 3}}},
+        "additionalProperties": {"type": "string", "maxLength": 5},
+    }
+    assert declared(
+        {
+            "allOf": [
+                {"patternProperties": {"^a": {"type": "integer"}}},
+                {"patternProperties": {"^a": {"minimum": 1}, "^b": _S}},
+            ]
+        }
+    ) == {"patternProperties": {"^a": {"type": "integer", "minimum": 1}, "^b": _S}}
+
+
+@pytest.mark.parametrize(
+    ("schema", "empty"),
+    [
+        (False, True),
+        ({"not": {}}, True),
+        ({"type": "number", "enum": ["x"]}, True),
+        ({"type": "string", "const": "b", "enum": ["a"]}, True),
+        ({"type": "integer", "minimum": 5, "maximum": 4}, True),
+        ({"type": "integer", "minimum": 5, "exclusiveMaximum": 5}, True),
+        ({"type": "integer", "minimum": 5, "maximum": 5}, False),
+        ({"type": "string", "minLength": 3, "maxLength": 2}, True),
+        ({"type": "array", "minItems": 3, "maxItems": 2}, True),
+        ({"type": "object", "maxProperties": -1}, True),
+        ({"type": ["string", "number"], "minLength": 3, "maxLength": 2}, False),
+        ({"type": "string", "enum": ["a", 1]}, False),
+        ({"minimum": 5, "maximum": 4}, False),  # still accepts every non-number
+        ({}, False),
+        (True, False),
+    ],
+)
+def test_unsatisfiable(schema: Any, empty: bool) -> None:
+    from hyperspot.platform.gts.derivation import unsatisfiable
+
+    assert unsatisfiable(schema, _accepts) is empty

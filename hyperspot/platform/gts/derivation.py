@@ -2,18 +2,29 @@
 
 A derived type must accept no instance its base rejects: ``Valid(derived) ⊆ Valid(base)``,
 whatever form the derived body takes (``allOf`` + ``$ref`` to the parent, re-declared fields, or
-both). The check works on *declared* schemas: the ``allOf`` branches of a body are folded in
-order, and a property redeclared by a later branch replaces the earlier declaration's own
-constraints (``type``, ``maxLength``, ``enum`` ...) while its nested structure (``properties``,
-``required``, ``additionalProperties``) keeps accumulating. So an overlay that restates a base
-property without the base's ``maxLength`` loosens it, exactly as an author reading the derived
-schema would see, even though ``allOf`` alone would still carry the base constraint.
+both). The check works on the derived type's *effective declared* schema: the ``allOf`` members
+of its body (the inlined parent included) are folded in order into one schema, and a property
+declared again by a later member is combined with the earlier declaration by one rule:
+
+- a member that states the property's ``type`` gives a complete declaration: its own constraints
+  (``type``, ``maxLength``, ``enum`` ...) replace the earlier ones. So restating a base property
+  without the base's ``maxLength`` drops it, as an author reading the derived schema would see
+  and as the conformance suite requires, even though ``allOf`` alone would still carry it;
+- a member without ``type`` (a constraint-only overlay such as ``{"minimum": 0}``) refines the
+  earlier declaration: it keeps every keyword it does not restate, and the ones it restates
+  replace theirs, so ``{"maxLength": 200}`` over ``maxLength: 100`` is still a loosening.
+
+Nested structure (``properties``, ``patternProperties``, ``required``, ``additionalProperties``)
+accumulates either way; a property, pattern, ``additionalProperties`` or ``items`` schema given on
+both sides is combined by the same rule.
 
 The inclusion test itself (:func:`inclusion_problem`) is conservative: it answers "proved" or
 gives the reason it could not prove inclusion, so an unprovable derivation is refused (fails
-closed). Two admission rules complete it: a derived type may not switch a base property off with
-``false``, and a closed (``additionalProperties: false``) level in a derived branch must restate
-every property its ancestor declares there, or that property becomes unusable under ``allOf``.
+closed). Two admission rules complete it: a derived type may not make a base property unusable
+(``false``, or a declaration that contradicts itself, e.g. ``enum`` values of the wrong type or
+``minimum`` above ``maximum``), and a closed (``additionalProperties: false``) level in a derived
+branch must restate every property its ancestor declares there, or that property becomes
+unusable under ``allOf``.
 
 The same functions check ``x-gts-traits-schema`` layers along a type's chain (OP#13, ADR-0002).
 """
@@ -32,7 +43,7 @@ from hyperspot.platform.gts.regexp import RegexError, search
 
 MAX_DEPTH = 64
 _AP = "additionalProperties"
-_STRUCTURAL = frozenset({"properties", "required", _AP})
+_STRUCTURAL = frozenset({"properties", "patternProperties", "required", _AP})
 # Keywords that never restrict the accepted instances (annotations and containers).
 ANNOTATIONS = frozenset(
     {
@@ -198,6 +209,24 @@ def inline_refs(
     return inliner.run(schema, schema if root is None else root, tuple(stack))
 
 
+def parent_first(schema: Any, parent_id: str) -> Any:
+    """``schema`` with the ``allOf`` members that reference ``parent_id`` moved to the front.
+
+    ``allOf`` is order-free for validation, but folding is not: the parent's declarations must be
+    the inherited ones the derived members are read against, wherever the author listed them.
+    """
+    branches = schema.get("allOf") if isinstance(schema, Mapping) else None
+    if not isinstance(branches, list):
+        return schema
+    target = f"{GTS_URI_PREFIX}{parent_id}"
+
+    def is_parent(branch: Any) -> bool:
+        return isinstance(branch, Mapping) and branch.get("$ref") == target
+
+    ordered = [b for b in branches if is_parent(b)] + [b for b in branches if not is_parent(b)]
+    return {**schema, "allOf": ordered}
+
+
 # --- declared schemas and allOf flattening --------------------------------------------------------
 
 
@@ -260,13 +289,19 @@ def _absorb(out: dict[str, Any], closure: _Closure, source: Mapping[str, Any], d
         if key == "allOf":
             continue
         if key == _AP:
-            closure.merge(value)
-        elif key == "properties" and isinstance(value, Mapping):
-            props = dict(out.get("properties") or {})
+            if bool_value(closure.value) is None and bool_value(value) is None:
+                # Both constrain undeclared properties: the same rule as a redeclared property.
+                closure.value = _redeclare(closure.value, declared(value, depth + 1), depth + 1)
+            else:
+                closure.merge(value)
+        elif key in ("properties", "patternProperties") and isinstance(value, Mapping):
+            members = dict(out.get(key) or {})
             for name, sub in value.items():
                 folded = declared(sub, depth + 1)
-                props[name] = _redeclare(props[name], folded, depth) if name in props else folded
-            out["properties"] = props
+                members[name] = (
+                    _redeclare(members[name], folded, depth) if name in members else folded
+                )
+            out[key] = members
         elif key == "required" and isinstance(value, list):
             required = list(out.get("required") or [])
             required.extend(name for name in value if name not in required)
@@ -276,17 +311,25 @@ def _absorb(out: dict[str, Any], closure: _Closure, source: Mapping[str, Any], d
 
 
 def _redeclare(inherited: Any, overlay: Any, depth: int) -> Any:
-    """A property declared again: the overlay's own constraints, the structure accumulated."""
+    """A property declared again by a later member (module docstring: complete or refinement)."""
+    if overlay is True:
+        overlay = {}  # the same schema as {}: it adds nothing to the inherited declaration
     if not isinstance(inherited, Mapping) or not isinstance(overlay, Mapping) or depth > MAX_DEPTH:
         return overlay
-    composed: dict[str, Any] = {k: v for k, v in overlay.items() if k not in _STRUCTURAL}
-    for key in ("properties", "required"):
+    own = overlay if "type" in overlay else {**inherited, **overlay}
+    composed: dict[str, Any] = {k: v for k, v in own.items() if k not in _STRUCTURAL}
+    for key in ("properties", "patternProperties", "required"):
         if key in inherited:
             composed[key] = inherited[key]
     closure = _Closure(inherited.get(_AP))
     _absorb(composed, closure, overlay, depth + 1)
     if closure.value is not None:
         composed[_AP] = closure.value
+    items, restated = inherited.get("items"), overlay.get("items")
+    if isinstance(items, Mapping) and isinstance(restated, (Mapping, bool)):
+        composed["items"] = _redeclare(
+            declared(items, depth + 1), declared(restated, depth + 1), depth + 1
+        )
     return composed
 
 
@@ -840,13 +883,55 @@ def inclusion_problem(sub: Any, sup: Any, accepts: ValueCheck, path: str = "") -
 # --- admission ---------------------------------------------------------------------------------
 
 
-def _disabled_properties(base: Any, derived: Any) -> Iterator[str]:
-    base_props = flatten(base).get("properties") if isinstance(base, Mapping) else None
-    derived_props = flatten(derived).get("properties") if isinstance(derived, Mapping) else None
-    if isinstance(base_props, Mapping) and isinstance(derived_props, Mapping):
-        for name, schema in derived_props.items():
-            if schema is False and name in base_props:
-                yield name
+def unsatisfiable(schema: Any, accepts: ValueCheck) -> bool:
+    """True when ``schema`` provably accepts no value (a few decidable shapes; else False)."""
+    if bool_value(schema) is False:
+        return True
+    if not isinstance(schema, Mapping):
+        return False
+    values = _finite_values(schema)
+    if values is not None and not any(accepts(schema, value) for value in values):
+        return True
+    kinds = _types(schema)
+    if kinds is None:
+        return False
+    if not kinds:
+        return True
+    if kinds <= {"number", "integer"}:
+        low, high = _bound(schema, lower=True), _bound(schema, lower=False)
+        if low is not None and high is not None:
+            return low[0] > high[0] or (low[0] == high[0] and (low[1] or high[1]))
+    if len(kinds) == 1:
+        keywords = _SIZE_KEYWORDS.get(next(iter(kinds)))
+        if keywords is not None:
+            least, most = schema.get(keywords[0], 0), schema.get(keywords[1])
+            return _numbers(least, most) and bool(least > most)
+    return False
+
+
+# The size bounds of each JSON type that has them: (lower, upper).
+_SIZE_KEYWORDS = {
+    "string": ("minLength", "maxLength"),
+    "array": ("minItems", "maxItems"),
+    "object": ("minProperties", "maxProperties"),
+}
+
+
+def _unusable(base: Any, derived: Any, accepts: ValueCheck, path: str, depth: int) -> Iterator[str]:
+    """Base properties (at any object level) the derived declaration leaves no value for."""
+    if depth > MAX_DEPTH or not isinstance(base, Mapping) or not isinstance(derived, Mapping):
+        return
+    base_props, derived_props = base.get("properties"), derived.get("properties")
+    if not isinstance(base_props, Mapping) or not isinstance(derived_props, Mapping):
+        return
+    for name in base_props.keys() & derived_props.keys():
+        where = f"{path}/{name}" if path else name
+        mine, theirs = derived_props[name], base_props[name]
+        if unsatisfiable(mine, accepts):
+            if not unsatisfiable(theirs, accepts):
+                yield where
+        else:
+            yield from _unusable(theirs, mine, accepts, where, depth + 1)
 
 
 def _orphans(ancestor: Any, descendant: Any, path: str, depth: int) -> Iterator[str]:
@@ -894,8 +979,8 @@ def derivation_problems(
     if problem is not None:
         problems.append(problem)
     problems.extend(
-        f"property {name!r} of the base is switched off"
-        for name in _disabled_properties(base_decl, derived_decl)
+        f"property {path!r} of the base is switched off: its derived declaration allows no value"
+        for path in sorted(_unusable(base_decl, derived_decl, accepts, "", 0))
     )
     problems.extend(
         f"property {path!r} of the base is not restated at a closed level, so no value is allowed"

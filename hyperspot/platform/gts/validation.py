@@ -37,7 +37,12 @@ import referencing.jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
 from hyperspot.platform.gts import refs, traits
-from hyperspot.platform.gts.derivation import RefCycleError, derivation_problems, inline_refs
+from hyperspot.platform.gts.derivation import (
+    RefCycleError,
+    derivation_problems,
+    inline_refs,
+    parent_first,
+)
 from hyperspot.platform.gts.extract import Extraction, extract
 from hyperspot.platform.gts.ids import (
     GTS_URI_PREFIX,
@@ -926,7 +931,10 @@ class _Engine:
                 base, self.type_content, ref_siblings=siblings, stack=[f"gts:{base_id}"]
             )
             derived_full = inline_refs(
-                content, self.type_content, ref_siblings=siblings, stack=[f"gts:{type_id}"]
+                parent_first(content, base_id),
+                self.type_content,
+                ref_siblings=siblings,
+                stack=[f"gts:{type_id}"],
             )
         except (RefCycleError, GtsError) as error:
             return f"Schema '{type_id}' is not compatible with base '{base_id}': {error}"
