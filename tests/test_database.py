@@ -107,6 +107,7 @@ def test_two_servers_starting_together_migrate_once(
             ("notes", 1),
             ("notes", 2),
             ("tenants", 1),
+            ("types_registry", 1),
         ]
     finally:
         connection.close()

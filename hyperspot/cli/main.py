@@ -176,7 +176,8 @@ def modules(config: ConfigOption = None) -> None:
         raise fail(str(error)) from None
     table = Table(title="HyperSpot modules")
     for column in ("name", "version", "depends on", "capabilities", "state"):
-        table.add_column(column)
+        # On a narrow terminal only the dependency list wraps: the other cells stay whole.
+        table.add_column(column, no_wrap=column != "depends on")
     for record in runtime.records:
         module = record.module
         table.add_row(
