@@ -27,13 +27,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Final, Literal
-from urllib.parse import unquote
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
 from hyperspot.platform.gts import refs, regexp, validation
 from hyperspot.platform.gts.ids import GtsError, GtsId, strip_gts_uri
+from hyperspot.platform.gts.pointers import NOT_FOUND, resolve_pointer
 from hyperspot.platform.gts.store import GtsEntity, GtsStore
 
 Verdict = Literal["compatible", "incompatible", "unknown"]
@@ -398,18 +398,10 @@ _MODERN: Final = frozenset({"2019-09", "2020-12"})
 
 
 def _pointer(document: Any, fragment: str) -> Any:
-    node = document
-    if not fragment:
-        return node
-    for raw in fragment.split("/")[1:]:
-        token = unquote(raw).replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            raise _InconclusiveError(f"$ref fragment {fragment!r} does not resolve")
-    return node
+    target = resolve_pointer(document, fragment)
+    if target is NOT_FOUND:
+        raise _InconclusiveError(f"$ref fragment {fragment!r} does not resolve")
+    return target
 
 
 class _Resolver:

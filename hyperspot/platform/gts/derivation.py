@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from hyperspot.platform.gts.ids import GTS_URI_PREFIX, GtsError
+from hyperspot.platform.gts.pointers import NOT_FOUND, resolve_pointer
 from hyperspot.platform.gts.regexp import RegexError, search
 
 MAX_DEPTH = 64
@@ -104,20 +105,8 @@ class RefCycleError(GtsError):
 
 def _pointer(root: Any, fragment: str) -> tuple[bool, Any]:
     """Resolve a JSON Pointer fragment (without '#') in ``root``: (found, target)."""
-    node = root
-    if not fragment:
-        return True, node
-    if not fragment.startswith("/"):
-        return False, None
-    for raw in fragment[1:].split("/"):
-        token = unquote(raw).replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return False, None
-    return True, node
+    target = resolve_pointer(root, fragment)
+    return target is not NOT_FOUND, target
 
 
 class _Inliner:

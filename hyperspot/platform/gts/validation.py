@@ -52,6 +52,7 @@ from hyperspot.platform.gts.ids import (
     is_valid_id,
     match_pattern,
 )
+from hyperspot.platform.gts.pointers import NOT_FOUND, resolve_pointer
 from hyperspot.platform.gts.regexp import check_profile, is_supported, search
 from hyperspot.platform.gts.store import GtsEntity, GtsStore, RefValidation
 
@@ -164,20 +165,8 @@ def _children(node: Mapping[str, Any], dialect: str) -> Iterator[tuple[str, Any]
 
 
 def _resolve_pointer(root: Any, fragment: str) -> tuple[bool, Any]:
-    node = root
-    if not fragment:
-        return True, node
-    if not fragment.startswith("/"):
-        return False, None
-    for raw in fragment[1:].split("/"):
-        token = unquote(raw).replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return False, None
-    return True, node
+    target = resolve_pointer(root, fragment)
+    return target is not NOT_FOUND, target
 
 
 def iter_schema_nodes(
