@@ -407,3 +407,29 @@ def test_build_logs_the_backend_in_use(caplog: pytest.LogCaptureFixture) -> None
         "rate limits: per-process memory buckets",
         "rate limits: buckets shared in Redis at redis://:********@db:6379/1",
     ]
+
+
+def test_failed_credentials_refuse_an_address_until_a_token_refills() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(
+        {}, MemoryBuckets(clock=clock), BucketSettings(rate_per_s=0.5, burst=2), clock=clock
+    )
+
+    async def fail(times: int) -> None:
+        for _ in range(times):
+            await limiter.credential_failed("198.51.100.1")
+
+    asyncio.run(fail(2))
+    assert limiter.refusing_credentials("198.51.100.1") == 0  # the burst is allowed
+    asyncio.run(fail(1))
+    assert limiter.refusing_credentials("198.51.100.1") == 2  # one token takes 2 s at 0.5/s
+    assert limiter.refusing_credentials("198.51.100.2") == 0
+    clock.now += 2
+    assert limiter.refusing_credentials("198.51.100.1") == 0
+
+
+def test_failed_credentials_are_not_counted_when_unconfigured() -> None:
+    limiter = RateLimiter({}, MemoryBuckets())
+    for _ in range(100):
+        asyncio.run(limiter.credential_failed("198.51.100.1"))
+    assert limiter.refusing_credentials("198.51.100.1") == 0

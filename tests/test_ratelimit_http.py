@@ -79,3 +79,44 @@ def test_unreachable_redis_falls_back_to_memory_with_a_warning(
     log = server.log()
     assert log.count("fall back to per-process memory buckets") == 1
     assert "hunter2" not in log
+
+
+def test_failed_authentications_lock_out_the_address_not_the_others(
+    launcher: Launcher, database: ProvisionedDatabase
+) -> None:
+    server = launcher.start(
+        secured_config(
+            database.url.url,
+            {"rate_limits": {"failed_credentials": {"rate_per_s": 0.2, "burst": 3}}},
+        )
+    )
+    add_tenant(server, "acme")
+    good = bearer("acme", "ann", ("member",))
+    guess = {"Authorization": "Bearer hsk_acme_" + "0" * 32 + "_guess"}
+    # uvicorn takes the client address from X-Forwarded-For sent by loopback (a local proxy).
+    attacker, bystander = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "203.0.113.8"}
+
+    def get(headers: dict[str, str]) -> Any:
+        return server.client.get("/notes/v1/notes", headers=headers)
+
+    # The burst of failures is verified and answered 401; the one that empties the bucket too.
+    assert [get(guess | attacker).status_code for _ in range(4)] == [401] * 4
+    # From then on every credential from that address is refused unverified, a valid one too.
+    locked = get(good | attacker)
+    assert locked.status_code == 429, locked.text
+    assert locked.headers["Content-Type"] == "application/problem+json"
+    assert 1 <= int(locked.headers["Retry-After"]) <= 5
+    assert "failed authentications" in locked.json()["detail"]
+    assert get(guess | attacker).status_code == 429
+    # Another address, and anonymous public operations from the locked one, are not affected.
+    assert get(good | bystander).status_code == 200
+    assert server.client.get("/healthz", headers=attacker).status_code == 200
+
+
+def test_failed_authentications_are_not_limited_by_default(
+    launcher: Launcher, database: ProvisionedDatabase
+) -> None:
+    server = launcher.start(secured_config(database.url.url))
+    guess = {"Authorization": "Bearer not-a-token"}
+    statuses = {server.client.get("/notes/v1/notes", headers=guess).status_code for _ in range(30)}
+    assert statuses == {401}

@@ -195,6 +195,15 @@ class RateLimitSettings(_Strict):
             "a class not listed here is unlimited."
         ),
     )
+    failed_credentials: BucketSettings | None = Field(
+        default=None,
+        description=(
+            "Failed authentications allowed per client address (e.g. {rate_per_s: 0.5, burst: "
+            "20}): once spent, that address's credentials are refused with 429, unverified, "
+            "until a token refills. Off by default: behind a proxy the address must be the "
+            "client's (uvicorn trusts X-Forwarded-For from 127.0.0.1 only)."
+        ),
+    )
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]

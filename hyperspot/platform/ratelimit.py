@@ -250,9 +250,45 @@ class RedisBuckets:
 class RateLimiter:
     """Admits or refuses requests by their operation's rate-limit class, tenant and subject."""
 
-    def __init__(self, classes: Mapping[str, RateLimitClass], store: BucketStore):
+    def __init__(
+        self,
+        classes: Mapping[str, RateLimitClass],
+        store: BucketStore,
+        failed_credentials: BucketSettings | None = None,
+        clock: Clock = time.monotonic,
+    ):
         self._classes = classes
         self._store = store
+        self._failed_credentials = failed_credentials
+        self._clock = clock
+        # Addresses whose failure bucket ran dry, with when they may try again. Checked before
+        # any verification so that guessing costs the server nothing; bounded like the buckets.
+        self._refused_until: OrderedDict[str, float] = OrderedDict()
+
+    def refusing_credentials(self, address: str) -> int:
+        """Seconds until ``address`` may present a credential again; 0 when it may now."""
+        until = self._refused_until.get(address)
+        if until is None:
+            return 0
+        wait = until - self._clock()
+        if wait <= 0:
+            del self._refused_until[address]
+            return 0
+        return max(1, math.ceil(wait))
+
+    async def credential_failed(self, address: str) -> None:
+        """Count a failed authentication from ``address``; refuse it for a while once too many."""
+        settings = self._failed_credentials
+        if settings is None:
+            return
+        bucket = Bucket(f"{KEY_PREFIX}failed-credentials:{address}", settings)
+        admitted, levels = await self._store.take([bucket])
+        if admitted:
+            return
+        self._refused_until[address] = self._clock() + _seconds_to(1, levels[0], settings)
+        self._refused_until.move_to_end(address)
+        while len(self._refused_until) > MAX_MEMORY_BUCKETS:
+            self._refused_until.popitem(last=False)
 
     async def admit(
         self, limit_class: str, tenant: str | None, subject: str
@@ -324,4 +360,4 @@ def build_rate_limiter(settings: RateLimitSettings) -> RateLimiter:
     else:
         store = MemoryBuckets()
         logger.info("rate limits: per-process memory buckets")
-    return RateLimiter(settings.classes, store)
+    return RateLimiter(settings.classes, store, settings.failed_credentials)

@@ -437,7 +437,20 @@ class Gateway:
     async def _identify(
         self, req: falcon.asgi.Request, origin: RequestOrigin
     ) -> SecurityContext | None:
-        principal = await self.authenticate(req)
+        if req.get_header("Authorization") is not None:
+            wait_s = self.limiter.refusing_credentials(origin.client)
+            if wait_s:
+                raise Problem(
+                    429,
+                    f"too many failed authentications from this address: retry in {wait_s} s",
+                    headers={"Retry-After": str(wait_s)},
+                )
+        try:
+            principal = await self.authenticate(req)
+        except Problem as problem:
+            if problem.status_code == 401:
+                await self.limiter.credential_failed(origin.client)
+            raise
         if principal is None:
             return None
         try:
