@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pony.orm import Database, Optional, PrimaryKey, Required
+from pony.orm import Database, LongStr, Optional, PrimaryKey, Required
 
 from hyperspot.modules.types_registry.domain.ports import EntityRecord, StoredChange
 from hyperspot.platform.db import (
@@ -80,10 +80,12 @@ class PonyRegistryStorage:
         class EntityRow(Global, db.Entity):  # type: ignore[misc]
             _table_ = ENTITIES
             id = PrimaryKey(str, 64)
-            gts_id = Required(str, autostrip=False)
+            # LongStr: Pony caps a plain str at VARCHAR's 255 characters on MariaDB; not lazy,
+            # since loading the registry reads every row's content (one query, not one per row).
+            gts_id = Required(LongStr, autostrip=False, lazy=False)
             is_type = Required(bool)
-            type_id = Optional(str, nullable=True, autostrip=False)
-            content = Optional(str, nullable=True, autostrip=False)
+            type_id = Optional(LongStr, nullable=True, autostrip=False, lazy=False)
+            content = Optional(LongStr, nullable=True, autostrip=False, lazy=False)
             deleted = Required(bool)
             position = Required(int, size=64)
             generation = Required(int, size=64)
