@@ -89,6 +89,7 @@ class Server:
 class Launcher:
     tmp_path: Path
     servers: list[Server] = field(default_factory=list)
+    spawned: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def config(self, extra: dict[str, Any] | None = None) -> tuple[Path, int]:
         port = free_port()
@@ -110,6 +111,7 @@ class Launcher:
                 env=clean_env(env),
                 cwd=self.tmp_path,
             )
+        self.spawned.append(process)
         return process, log_path, port
 
     def start(
@@ -152,6 +154,15 @@ class Launcher:
                     server.stop(signal.SIGTERM, timeout=15)
                 except subprocess.TimeoutExpired:
                     server.stop(signal.SIGKILL)
+        # What a test spawned itself and did not stop (it failed half-way): never leave it running.
+        for process in self.spawned:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 @pytest.fixture
