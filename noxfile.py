@@ -51,7 +51,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 @nox.parametrize("db", DATABASES)
 def tests(session: nox.Session, db: str) -> None:
-    session.install("-e", ".[test,sandbox]")
+    # pip too: uv's environments have none, and the image test builds a wheel with it.
+    session.install("pip", "-e", ".[test,sandbox]")
     COVERAGE_DATA.mkdir(parents=True, exist_ok=True)
     env = {"HYPERSPOT_TEST_DB": db, "COVERAGE_FILE": _coverage_file(db)}
     session.run("coverage", "erase", env=env)
@@ -94,7 +95,7 @@ _expose_pyenv_pythons()
 
 @nox.session(python=OTHER_PYTHONS)
 def compat(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
+    session.install("pip", "-e", ".[test]")
     # The slow end-to-end tests ran in tests(db='sqlite'); here the rest, on another Python.
     only_fast = ("-m", "not slow")
     env = {"HYPERSPOT_TEST_DB": "sqlite"}
