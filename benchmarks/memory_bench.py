@@ -264,7 +264,11 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
                 json={"id": TENANT, "name": TENANT},
                 headers={"Authorization": f"Bearer {admin}"},
             ).raise_for_status()
-            token = issue_token(settings, tenant=TENANT, subject="soaker", roles=["member"])
+            # Valid for the whole run: a token expiring mid-soak turns the load into cheap 401s.
+            lifetime_s = int(args.duration) + 600
+            token = issue_token(
+                settings, tenant=TENANT, subject="soaker", roles=["member"], ttl_s=lifetime_s
+            )
             for number in range(50):  # a full first page to list
                 client.post(
                     NOTES,
@@ -317,6 +321,14 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
     else:
         print("not enough samples after the warm-up for a fit: run longer or lower --warmup")
     print(f"load: {load_report}")
+    failed = {
+        outcome: count
+        for outcome, count in load_report.get("outcomes", {}).items()
+        if not outcome.split()[-1].startswith("2")
+    }
+    if failed:
+        # A soak whose requests failed measured another load than the one it claims.
+        print(f"WARNING: some requests failed; the fit does not describe the load: {failed}")
     return result
 
 
