@@ -78,16 +78,53 @@ from hyperspot.platform.gts import (
     parse_id,
     validate_id,
 )
-from hyperspot.platform.gts.cast import cast
-from hyperspot.platform.gts.compat import check_compatibility
 from hyperspot.platform.gts.query import attr, query
-from hyperspot.platform.gts.relationships import resolve_relationships
-from hyperspot.platform.gts.validation import (
-    validate_entity,
-    validate_instance,
-    validate_json,
-    validate_type_schema,
-)
+
+
+# The schema operations pull in jsonschema and the compatibility checker (~140 ms of imports):
+# loaded at their first call, not by every process that merely discovers this module (each
+# server, worker and CLI command).
+def cast(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from hyperspot.platform.gts.cast import cast as operation
+
+    return operation(*args, **kwargs)
+
+
+def check_compatibility(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from hyperspot.platform.gts.compat import check_compatibility as operation
+
+    return operation(*args, **kwargs)
+
+
+def resolve_relationships(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from hyperspot.platform.gts.relationships import resolve_relationships as operation
+
+    return operation(*args, **kwargs)
+
+
+def validate_entity(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from hyperspot.platform.gts.validation import validate_entity as operation
+
+    return operation(*args, **kwargs)
+
+
+def validate_instance(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from hyperspot.platform.gts.validation import validate_instance as operation
+
+    return operation(*args, **kwargs)
+
+
+def validate_json(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from hyperspot.platform.gts.validation import validate_json as operation
+
+    return operation(*args, **kwargs)
+
+
+def validate_type_schema(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from hyperspot.platform.gts.validation import validate_type_schema as operation
+
+    return operation(*args, **kwargs)
+
 
 R = TypeVar("R", bound=BaseModel)
 POLICIES: tuple[str, ...] = get_args(RefValidationPolicy)

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 from hyperspot.modules.types_registry.config import RefValidationPolicy, TypesRegistryConfig
@@ -33,7 +34,6 @@ from hyperspot.modules.types_registry.domain.ports import (
 )
 from hyperspot.platform.db import PlatformDatabase, ScopedSession
 from hyperspot.platform.gts import GtsEntity, GtsError, GtsStore
-from hyperspot.platform.gts.validation import check_registration, check_schema_basic
 from hyperspot.platform.security import SecurityContext
 
 logger = logging.getLogger("hyperspot.modules.types_registry")
@@ -264,7 +264,10 @@ class TypesRegistry:
             for entity in entities:
                 # Checks every type schema registration runs, validating or not (§9.6, §9.11).
                 if entity.is_type:
-                    problems.extend(f"{entity.id}: {p}" for p in check_schema_basic(entity.content))
+                    problems.extend(
+                        f"{entity.id}: {p}"
+                        for p in _validation().check_schema_basic(entity.content)
+                    )
                 existing = view.get(entity.id)
                 if existing is not None and existing.content == entity.content:
                     continue  # the same content again: nothing to do
@@ -280,7 +283,7 @@ class TypesRegistry:
                 view.put(entity)
             if validate:
                 for entity in entities:
-                    for problem in check_registration(view, entity, policy):
+                    for problem in _validation().check_registration(view, entity, policy):
                         problems.append(f"{entity.id}: {problem}")
                 if problems:
                     raise GtsRegistrationError(
@@ -349,3 +352,10 @@ class TypesRegistry:
 
     def _changed(self) -> None:
         self._version += 1
+
+
+def _validation() -> ModuleType:
+    # jsonschema and the validators load at the first registration, not at every process start.
+    from hyperspot.platform.gts import validation
+
+    return validation
