@@ -40,6 +40,9 @@ from hyperspot.platform.rpc import contract
 from hyperspot.platform.security import SecurityContext
 from hyperspot.sandbox.databases import ProvisionedDatabase
 
+# Plugins and reload behave alike on every database: shown once, on SQLite (tests(db='sqlite')).
+pytestmark = pytest.mark.slow
+
 PLUGIN_MODULES = Path(__file__).parent / "fixtures" / "plugins"
 T = TypeVar("T")
 

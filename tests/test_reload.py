@@ -22,6 +22,9 @@ from test_plugins import greet, member, plugins_config
 from hyperspot.platform.config import changed_paths
 from hyperspot.sandbox.databases import ProvisionedDatabase
 
+# Plugins and reload behave alike on every database: shown once, on SQLite (tests(db='sqlite')).
+pytestmark = pytest.mark.slow
+
 
 def config_path(launcher: Launcher, server: Server) -> Path:
     """The file the server was started with (conftest's Launcher names it after the port)."""
