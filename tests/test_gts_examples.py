@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from hyperspot.cli.gts import strip_jsonc
 from hyperspot.platform.gts import (
     GtsEntity,
     GtsError,
@@ -72,40 +73,8 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 # --- loading ------------------------------------------------------------------------------------
 
 
-def strip_jsonc_comments(text: str) -> str:
-    """``text`` without ``//`` and ``/* */`` comments; string literals are left untouched."""
-    out: list[str] = []
-    index, size, in_string = 0, len(text), False
-    while index < size:
-        char = text[index]
-        if in_string:
-            if char == "\\":
-                out.append(text[index : index + 2])
-                index += 2
-                continue
-            in_string = char != '"'
-            out.append(char)
-            index += 1
-        elif char == '"':
-            in_string = True
-            out.append(char)
-            index += 1
-        elif text.startswith("//", index):
-            end = text.find("\n", index)
-            index = size if end < 0 else end
-        elif text.startswith("/*", index):
-            end = text.find("*/", index + 2)
-            if end < 0:
-                raise ValueError(f"unterminated block comment at offset {index}")
-            index = end + 2
-        else:
-            out.append(char)
-            index += 1
-    return "".join(out)
-
-
 def load_example(path: Path) -> Any:
-    return json.loads(strip_jsonc_comments(path.read_text(encoding="utf-8")))
+    return json.loads(strip_jsonc(path.read_text(encoding="utf-8")))
 
 
 _SUFFIXES = (".schema.jsonc", ".schema.json", ".examples.jsonc", ".examples.json", ".example.json")
@@ -305,7 +274,7 @@ def test_comment_stripping_is_exact(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         # Strings such as "https://..." hold "//": stripping must leave plain JSON unchanged.
-        assert strip_jsonc_comments(text) == text
+        assert strip_jsonc(text) == text
     else:
         with pytest.raises(json.JSONDecodeError):
             json.loads(text)  # the JSONC files really carry comments
@@ -314,9 +283,9 @@ def test_comment_stripping_is_exact(path: Path) -> None:
 
 def test_comment_stripping_edge_cases() -> None:
     text = '{"a": "x // y /* z */", /* c */ "b": "q\\"//"} // tail'
-    assert json.loads(strip_jsonc_comments(text)) == {"a": "x // y /* z */", "b": 'q"//'}
+    assert json.loads(strip_jsonc(text)) == {"a": "x // y /* z */", "b": 'q"//'}
     with pytest.raises(ValueError, match="unterminated block comment"):
-        strip_jsonc_comments("{/* open")
+        strip_jsonc("{/* open")
 
 
 # --- identifiers, chains and extraction (OP#1, OP#2, OP#3, OP#5) --------------------------------

@@ -93,7 +93,7 @@ def strip_jsonc(text: str) -> str:
         elif text.startswith("/*", i):
             end = text.find("*/", i + 2)
             if end < 0:
-                raise ValueError("unterminated /* comment")
+                raise ValueError(f"unterminated block comment at offset {i}")
             i = end + 2
         else:
             out.append(char)
