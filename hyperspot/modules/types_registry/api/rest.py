@@ -13,6 +13,7 @@ identifier operations that read nothing from the registry need only a credential
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar, get_args
 
@@ -84,46 +85,21 @@ from hyperspot.platform.gts.query import attr, query
 # The schema operations pull in jsonschema and the compatibility checker (~140 ms of imports):
 # loaded at their first call, not by every process that merely discovers this module (each
 # server, worker and CLI command).
-def cast(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from hyperspot.platform.gts.cast import cast as operation
+def _deferred(module: str, name: str) -> Callable[..., dict[str, Any]]:
+    def operation(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        result: dict[str, Any] = getattr(importlib.import_module(module), name)(*args, **kwargs)
+        return result
 
-    return operation(*args, **kwargs)
-
-
-def check_compatibility(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from hyperspot.platform.gts.compat import check_compatibility as operation
-
-    return operation(*args, **kwargs)
+    return operation
 
 
-def resolve_relationships(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from hyperspot.platform.gts.relationships import resolve_relationships as operation
-
-    return operation(*args, **kwargs)
-
-
-def validate_entity(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from hyperspot.platform.gts.validation import validate_entity as operation
-
-    return operation(*args, **kwargs)
-
-
-def validate_instance(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from hyperspot.platform.gts.validation import validate_instance as operation
-
-    return operation(*args, **kwargs)
-
-
-def validate_json(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from hyperspot.platform.gts.validation import validate_json as operation
-
-    return operation(*args, **kwargs)
-
-
-def validate_type_schema(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from hyperspot.platform.gts.validation import validate_type_schema as operation
-
-    return operation(*args, **kwargs)
+cast = _deferred("hyperspot.platform.gts.cast", "cast")
+check_compatibility = _deferred("hyperspot.platform.gts.compat", "check_compatibility")
+resolve_relationships = _deferred("hyperspot.platform.gts.relationships", "resolve_relationships")
+validate_entity = _deferred("hyperspot.platform.gts.validation", "validate_entity")
+validate_instance = _deferred("hyperspot.platform.gts.validation", "validate_instance")
+validate_json = _deferred("hyperspot.platform.gts.validation", "validate_json")
+validate_type_schema = _deferred("hyperspot.platform.gts.validation", "validate_type_schema")
 
 
 R = TypeVar("R", bound=BaseModel)
