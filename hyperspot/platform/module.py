@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hyperspot.platform.config import PlatformSettings
     from hyperspot.platform.db.database import PlatformDatabase
     from hyperspot.platform.gateway.operations import RestApi
+    from hyperspot.platform.observability.metrics import ModuleMetrics
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -120,9 +121,12 @@ class ModuleContext(Generic[C]):
         clients: ClientHub,
         settings: PlatformSettings,
         database: PlatformDatabase | None = None,
+        *,
+        metrics: ModuleMetrics | None = None,
     ) -> None:
         self.module = module
         self._database = database
+        self._metrics = metrics
         self.config = config
         self.clients = clients
         self.settings = settings
@@ -136,6 +140,15 @@ class ModuleContext(Generic[C]):
         if self._database is None:
             raise ModuleLoadError(f"module '{self.module.name}' lacks the 'db' capability")
         return self._database
+
+    @property
+    def metrics(self) -> ModuleMetrics:
+        """The module's own Prometheus metrics, on the runtime's /metrics (made on first use)."""
+        if self._metrics is None:
+            from hyperspot.platform.observability.metrics import ModuleMetrics
+
+            self._metrics = ModuleMetrics(self.module.name, None)
+        return self._metrics
 
     @property
     def data_dir(self) -> Path:

@@ -406,8 +406,12 @@ class PluginGateway(Generic[P]):
         # The contract's own typed errors are answers, not failures: no fallback for them.
         self._answers = tuple(_spec(slot.contract).errors.values())
 
-    async def discover(self, registry: TypesRegistry, hub: ClientHub) -> list[PluginInfo]:
-        """Find every plugin of the contract; refuse none, or any of an incompatible version."""
+    async def discover(
+        self, registry: TypesRegistry, hub: ClientHub, *, required: bool = True
+    ) -> list[PluginInfo]:
+        """Find every plugin of the contract; refuse any of an incompatible version, and none at
+        all unless ``required`` is false (a gateway that is useful without plugins, e.g. enabled
+        by default, answering that nothing serves a request)."""
         security = SecurityContext.for_system(f"plugins:{self.gateway}")
         documents = await registry.list(security, self.slot.pattern)
         implementations = clients_of(hub)
@@ -441,7 +445,7 @@ class PluginGateway(Generic[P]):
         ]
         if problems:
             raise PluginError(f"gateway '{self.gateway}': " + "; ".join(problems))
-        if not plugins:
+        if not plugins and required:
             raise PluginError(
                 f"gateway '{self.gateway}': no plugin of {self.slot.name} {self.slot.version} is "
                 "running (enable a module that registers one)"
@@ -464,15 +468,23 @@ class PluginGateway(Generic[P]):
         self.selection = selection
 
     async def call(
-        self, security: SecurityContext, invoke: Callable[[P], Awaitable[R]]
+        self,
+        security: SecurityContext,
+        invoke: Callable[[P], Awaitable[R]],
+        *,
+        order: Sequence[PluginInfo] | None = None,
     ) -> PluginResult[R]:
         """``invoke`` the plugin selected for the caller's tenant, then the fallback if it fails.
 
+        ``order`` replaces the selection: the plugins to try, in order, as the gateway decides
+        per request (e.g. those serving the model asked for); each must be one ``discover`` found.
         The contract's declared errors pass through unchanged; any other failure of every plugin
         tried is a :class:`PluginUnavailableError` (503).
         """
         failures: list[str] = []
-        for plugin in select_plugins(self.selection, self.plugins, security.tenant_id):
+        if order is None:
+            order = select_plugins(self.selection, self.plugins, security.tenant_id)
+        for plugin in order:
             try:
                 value = await invoke(self._clients[plugin.id])
             except self._answers:

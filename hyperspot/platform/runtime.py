@@ -52,6 +52,7 @@ from hyperspot.platform.observability.admin import (
     register_reload,
 )
 from hyperspot.platform.observability.instrument import Observability
+from hyperspot.platform.observability.metrics import ModuleMetrics
 from hyperspot.platform.observability.models import ModuleStatus
 from hyperspot.platform.ratelimit import RateLimiter, build_rate_limiter
 from hyperspot.platform.registry import discover, resolve
@@ -192,6 +193,7 @@ class Runtime:
                     self.clients,
                     self.settings,
                     self.database if Capability.DB in module.capabilities else None,
+                    metrics=ModuleMetrics(module.name, self.observability.metrics),
                 ),
                 ModuleState.LOADED,
             )

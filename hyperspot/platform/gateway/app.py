@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -10,7 +11,7 @@ import time
 import urllib.parse
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from itertools import accumulate
 from typing import Any, get_args, get_origin
 
@@ -341,11 +342,16 @@ class Gateway:
         limit_class = op.rate_limit or DEFAULT_RATE_CLASS
         tracer = self.observability.tracer
         handler_span = f"handler {op.operation_id}"
+        stream_media = op.success.stream_media_type
 
         async def serve(
             req: falcon.asgi.Request, resp: falcon.asgi.Response, params: dict[str, str]
         ) -> None:
-            if not (req.client_accepts_json or req.client_accepts(PROBLEM_MEDIA_TYPE)):
+            if not (
+                req.client_accepts_json
+                or req.client_accepts(PROBLEM_MEDIA_TYPE)
+                or (stream_media is not None and req.client_accepts(stream_media))
+            ):
                 raise Problem(406, f"this operation answers {JSON_MEDIA}; check the Accept header")
             origin = RequestOrigin(
                 client=req.remote_addr or "",
@@ -415,7 +421,7 @@ class Gateway:
             )
             with tracer.start_as_current_span(handler_span):
                 result = await op.handler(call)
-            _write(op, resp, result)
+            _write(op, req, resp, result)
 
         return serve
 
@@ -522,11 +528,29 @@ def _is_text(data: bytes) -> bool:
     return b"\x00" not in data
 
 
-def _write(op: Operation, resp: falcon.asgi.Response, result: BaseModel | Reply | None) -> None:
+def _write(
+    op: Operation,
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response,
+    result: BaseModel | Reply | None,
+) -> None:
     reply = result if isinstance(result, Reply) else Reply(op.success.status, result)
     spec = op.response_for(reply.status)
     if spec is None:
         raise RuntimeError(f"{op.operation_id} answered undeclared status {reply.status}")
+    if reply.stream is not None:
+        if spec.stream_media_type is None:
+            raise RuntimeError(
+                f"{op.operation_id} answered a stream for status {reply.status}, declared none "
+                "(OperationBuilder.streams())"
+            )
+        resp.status = reply.status
+        # Proxies (nginx) must pass each piece on as it comes, and nothing may cache it.
+        resp.set_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        resp.set_headers(reply.headers)
+        resp.content_type = spec.stream_media_type
+        resp.stream = _until_disconnected(req, reply.stream, op.operation_id)
+        return
     if spec.model is not None and not isinstance(reply.body, spec.model):
         raise RuntimeError(
             f"{op.operation_id} answered {type(reply.body).__name__} for status {reply.status}, "
@@ -541,6 +565,51 @@ def _write(op: Operation, resp: falcon.asgi.Response, result: BaseModel | Reply 
     elif reply.body is not None:
         resp.content_type = JSON_MEDIA
         resp.data = reply.body.model_dump_json(by_alias=True).encode()
+
+
+async def _disconnected(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _until_disconnected(
+    req: falcon.asgi.Request, chunks: AsyncIterator[bytes], operation_id: str
+) -> AsyncIterator[bytes]:
+    """``chunks`` until they end or the client disconnects, whichever comes first.
+
+    Once the client is gone uvicorn's send() does nothing, so without this a stream would run to
+    its end for no one. Each next piece races the disconnect; either way ``chunks`` is closed, so
+    the producer's ``finally`` blocks run (e.g. to record what was sent). A producer that fails
+    half-way ends the stream (the status is sent already): logged, never raised into the server.
+    """
+    # Falcon keeps the ASGI receive callable; after the body was read it only reports the end.
+    watcher = asyncio.ensure_future(_disconnected(req._receive))
+    iterator = aiter(chunks)
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(iterator))
+            await asyncio.wait({following, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                logger.info("%s: the client disconnected during the stream", operation_id)
+                return
+            try:
+                chunk = following.result()
+            except StopAsyncIteration:
+                return
+            except Exception as error:
+                logger.error("%s: the stream failed", operation_id, exc_info=error)
+                return
+            yield chunk
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class _StaticJson:

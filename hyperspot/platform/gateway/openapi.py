@@ -74,6 +74,13 @@ def _responses(op: Operation, schemas: _Schemas, has_input: bool) -> dict[str, A
         elif spec.model is not None:
             schema = schemas.ref(spec.model, "serialization")
             response["content"] = {"application/json": {"schema": schema}}
+        if spec.stream_media_type is not None:
+            content = response.setdefault("content", {})
+            # Without a type: validators read an event stream event by event (OpenAPI 3.2's
+            # itemSchema), a 3.1 schema would describe the whole body; neither may be refused.
+            content[spec.stream_media_type] = {
+                "schema": {"description": f"A stream of {spec.stream_media_type}, piece by piece"}
+            }
         responses[str(spec.status)] = response
     errors = dict(_COMMON_ERRORS)
     if has_input:

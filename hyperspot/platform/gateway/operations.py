@@ -17,8 +17,9 @@ response, or without an explicit access decision stops start-up with a message n
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TypeVar
@@ -48,6 +49,10 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     # A text answer (e.g. Prometheus' exposition format) for a response declared with text().
     text: str | None = None
+    # A body sent piece by piece as it is produced (e.g. Server-Sent Events), for a response
+    # declared with streams(). Ended early when the client disconnects: the iterator is closed,
+    # so its ``finally`` blocks run.
+    stream: AsyncIterator[bytes] | None = None
 
 
 class Call:
@@ -111,6 +116,8 @@ class ResponseSpec:
     model: type[BaseModel] | None
     description: str
     text_media_type: str | None = None
+    # The response may instead be a stream of this media type (Reply.stream).
+    stream_media_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +229,14 @@ class OperationBuilder:
         self._responses.append(
             ResponseSpec(status, None, description or HTTPStatus(status).phrase, media_type)
         )
+        return self
+
+    def streams(self, media_type: str = "text/event-stream") -> OperationBuilder:
+        """The success response (declared before) may also be a stream of ``media_type``: the
+        handler answers ``Reply(status, stream=...)`` instead of a model when the client asks."""
+        if not self._responses:
+            raise OperationError(f"{self.name}: declare the success response before streams()")
+        self._responses[0] = dataclasses.replace(self._responses[0], stream_media_type=media_type)
         return self
 
     def error(self, status: int, description: str) -> OperationBuilder:

@@ -39,7 +39,9 @@ class Problem(falcon.HTTPError):
     """Raise from a handler to answer with a problem document.
 
     ``kind`` names the problem type (a slug appended to the platform's problem URI base); it
-    defaults to the status phrase, e.g. ``not-found``.
+    defaults to the status phrase, e.g. ``not-found``. ``extensions`` are further members of the
+    document (RFC 9457 section 3.2), e.g. ``{"rule": "max_tokens"}``: JSON values whose names are
+    not the standard members'.
     """
 
     def __init__(
@@ -51,18 +53,25 @@ class Problem(falcon.HTTPError):
         kind: str | None = None,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         phrase = HTTPStatus(status).phrase
         super().__init__(status, title=title or phrase, description=detail, headers=headers)
         self.kind = kind or phrase.lower().replace(" ", "-").replace("'", "")
         self.field_errors = errors
+        clashing = sorted(set(extensions or {}) & set(ProblemDetails.model_fields))
+        if clashing:
+            raise ValueError(f"problem extension members shadow standard ones: {clashing}")
+        self.extensions = dict(extensions or {})
 
 
 def problem_document(error: falcon.HTTPError, instance: str, request_id: str) -> dict[str, Any]:
     status = error.status_code
+    extensions: dict[str, Any] = {}
     if isinstance(error, Problem):
         kind = error.kind
         errors = error.field_errors
+        extensions = error.extensions
     else:
         kind = HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
         errors = None
@@ -76,4 +85,4 @@ def problem_document(error: falcon.HTTPError, instance: str, request_id: str) ->
         request_id=request_id,
         errors=errors,
     )
-    return document.model_dump(mode="json", exclude_none=True)
+    return {**document.model_dump(mode="json", exclude_none=True), **extensions}

@@ -11,6 +11,7 @@ import math
 import time
 from collections import Counter as Tally
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -57,6 +58,38 @@ class TenantLabels:
             self._labelled.add(tenant)
             return tenant
         return OTHER
+
+
+class ModuleMetrics:
+    """A module's own metrics (``ctx.metrics``), in its runtime's registry, shown on /metrics.
+
+    Names get the prefix ``hyperspot_<module>_``; tenant label values go through :meth:`tenant`,
+    the platform's bounded labels (the first ``tenant_labels`` tenants, then ``other``). With
+    metrics disabled the metrics still work but land in a registry nothing exposes.
+    """
+
+    def __init__(self, module: str, metrics: PlatformMetrics | None) -> None:
+        self.prefix = f"hyperspot_{module}_"
+        self.registry = metrics.registry if metrics is not None else CollectorRegistry()
+        self._tenants = metrics.tenants if metrics is not None else TenantLabels(0)
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(self.prefix + name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> Histogram:
+        return Histogram(
+            self.prefix + name, documentation, labels, buckets=buckets, registry=self.registry
+        )
+
+    def tenant(self, tenant_id: str) -> str:
+        """The label value for ``tenant_id``: itself, or ``other`` past the platform's bound."""
+        return self._tenants.label(tenant_id or NO_TENANT)
 
 
 class PlatformMetrics:
