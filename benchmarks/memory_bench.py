@@ -14,6 +14,7 @@ window behind ``/admin/stats`` is set to one minute (``--window-minutes``): it k
 of its span, so it grows for that long whatever else happens.
 
     python benchmarks/memory_bench.py idle --imports
+    python benchmarks/memory_bench.py --disable ai --disable ai_demo idle  # a module's idle cost
     python benchmarks/memory_bench.py soak --duration 1800 --interval 10 --json soak.json
 """
 
@@ -113,6 +114,8 @@ def server(args: argparse.Namespace, *, import_times: bool = False) -> Iterator[
         }
         if args.database_url:
             env["HYPERSPOT_DATABASE__URL"] = args.database_url
+        for name in args.disable:
+            env[f"HYPERSPOT_MODULES__{name.upper()}__ENABLED"] = "false"
         if getattr(args, "window_minutes", None):
             env["HYPERSPOT_OBSERVABILITY__METRICS__WINDOW_MINUTES"] = str(args.window_minutes)
         if import_times:
@@ -338,6 +341,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="server.workers (1)")
     parser.add_argument("--database-url", help="database.url (default: SQLite in a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="run without this module (repeatable), e.g. to measure what a module costs idle",
+    )
     commands = parser.add_subparsers(dest="command")
     idle = commands.add_parser("idle", help="RSS of an idle server")
     idle.add_argument("--settle", type=float, default=5, help="seconds to wait after healthy (5)")

@@ -145,7 +145,8 @@ def test_up_refuses_bad_module_value_and_unknown_module(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert (
         f"modules.helo: no such module (from {path}:2; "
-        "installed: access, audit, hello, notes, tenants, types_registry)" in result.stderr
+        "installed: access, ai, ai_demo, ai_local, ai_openai, audit, hello, notes, tenants, "
+        "types_registry)" in result.stderr
     )
     path = write(tmp_path, "modules:\n  hello:\n    volume: 11\n")
     assert (

@@ -110,3 +110,39 @@ def sandbox_down(config: ConfigOption = None) -> None:
         return
     removed = ", ".join(database.url.database for database in sandbox.databases)
     _say(f"removed {removed or 'an empty sandbox record'}")
+
+
+@sandbox_app.command("fake-openai")
+def sandbox_fake_openai(
+    *,
+    port: Annotated[int, typer.Option(help="0: any free port (the URL is printed).")] = 8090,
+    host: str = "127.0.0.1",
+    latency_ms: Annotated[float, typer.Option(help="Delay before each answer.")] = 0.0,
+    chunk_delay_ms: Annotated[float, typer.Option(help="Delay between stream chunks.")] = 0.0,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the Bearer key callers must send."),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="A model to serve (repeatable; default: fake-chat, fake-embed)."),
+    ] = None,
+) -> None:
+    """Serve a fake OpenAI-compatible API for the ai_openai provider (demos, benchmarks)."""
+    import os
+
+    from hyperspot.sandbox import fake_openai
+
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise fail(f"the environment variable {api_key_env} is empty or unset")
+    fake_openai.serve(
+        host=host,
+        port=port,
+        api_key=api_key,
+        latency_ms=latency_ms,
+        chunk_delay_ms=chunk_delay_ms,
+        models=model or fake_openai.DEFAULT_MODELS,
+    )

@@ -1,0 +1,1 @@
+"""The AI gateway: chat and embeddings through provider plugins, governance, usage, quotas."""

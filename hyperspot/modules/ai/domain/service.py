@@ -1,0 +1,558 @@
+"""The AI gateway's domain: route a call to a provider, govern it, meter it, bound it.
+
+Every call, answered or refused, leaves one usage row in the caller's tenant (through the scoped
+session) and counts in the module's metrics. Quotas are read from those rows, so every worker and
+instance sharing the database agrees on what a tenant has spent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Generic, TypeVar
+
+from pony.orm import count, select
+
+from hyperspot.modules.ai.config import AiConfig
+from hyperspot.modules.ai.contract import (
+    AiProvider,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatRequest,
+    ChunkChoice,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+    ModelKind,
+    ModelList,
+    ModelNotAllowedError,
+    ModelNotFoundError,
+    PolicyViolationError,
+    ProviderRefusedError,
+    StreamingAiProvider,
+    StreamOptions,
+    Usage,
+)
+from hyperspot.modules.ai.domain.governance import Governance, TenantPolicy
+from hyperspot.modules.ai.domain.models import QuotaStatus, UsageReport
+from hyperspot.modules.ai.domain.ports import MODEL_LENGTH, SUBJECT_LENGTH, AiEntities
+from hyperspot.modules.ai.domain.quota import (
+    BILLED_OUTCOMES,
+    QuotaSpentError,
+    Spent,
+    check_budget,
+    period_bounds,
+)
+from hyperspot.modules.ai.domain.routing import Route, build_routes, provider_models
+from hyperspot.platform.db import PlatformDatabase, ScopedSession
+from hyperspot.platform.observability.metrics import ModuleMetrics
+from hyperspot.platform.plugins import PluginGateway, PluginUnavailableError
+from hyperspot.platform.security import SecurityContext
+
+T = TypeVar("T")
+
+logger = logging.getLogger("hyperspot.modules.ai")
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _now() -> datetime:
+    # Stored naive, in UTC, by platform convention (SQLite and MariaDB keep no zone).
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of ``text`` when a provider did not say: about four characters each."""
+    return math.ceil(len(text) / 4)
+
+
+def sse(data: str) -> bytes:
+    return f"data: {data}\n\n".encode()
+
+
+@dataclass(frozen=True)
+class Served(Generic[T]):
+    """A provider's answer, which provider gave it, and how long the providers took."""
+
+    value: T
+    provider: str
+    provider_ms: float
+
+
+@dataclass
+class _Call:
+    """One call in progress: what its usage row will say."""
+
+    security: SecurityContext
+    model: str
+    kind: ModelKind
+    started: float
+    provider: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    outcome: str = "ok"
+
+
+@dataclass
+class _ChatStream:
+    """A chat stream being passed on: the chunks still to send and what was sent."""
+
+    head: list[ChatCompletionChunk]
+    rest: AsyncIterator[ChatCompletionChunk] | None
+    # Completion tokens the tenant's budget leaves (None: no limit).
+    allowance: int | None
+    prompt_estimate: int
+    wants_usage: bool
+    streamed: int = 0
+    reported: Usage | None = None
+
+    async def next(self) -> ChatCompletionChunk | None:
+        if self.head:
+            return self.head.pop(0)
+        if self.rest is None:
+            return None
+        return await anext(self.rest, None)
+
+    def passed_on(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+        """The chunk as the client gets it: the usage only if it asked."""
+        if chunk.usage is None:
+            return chunk
+        self.reported = chunk.usage
+        return chunk if self.wants_usage else chunk.model_copy(update={"usage": None})
+
+    def budget_end(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+        """The last chunk of a stream the budget stops, with what the call is metered for."""
+        prompt, completion = self.tokens(whole=False)
+        usage = Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+        return chunk.model_copy(
+            update={
+                "choices": [ChunkChoice(delta=ChatDelta(), finish_reason="length")],
+                "usage": usage if self.wants_usage else None,
+            }
+        )
+
+    def tokens(self, *, whole: bool) -> tuple[int, int]:
+        """(in, out): the provider's count of a whole stream, else what was sent (the prompt as
+        the provider reported it, or estimated)."""
+        if whole and self.reported is not None:
+            return self.reported.prompt_tokens, self.reported.completion_tokens
+        prompt = self.reported.prompt_tokens if self.reported else self.prompt_estimate
+        return prompt, self.streamed
+
+
+class AiService:
+    """Implements ``AiApi`` for other modules; the REST layer uses the streaming and usage parts
+    too."""
+
+    def __init__(
+        self,
+        database: PlatformDatabase,
+        entities: AiEntities,
+        config: AiConfig,
+        gateway: PluginGateway[AiProvider],
+        metrics: ModuleMetrics,
+    ) -> None:
+        self.database = database
+        self.entities = entities
+        self.gateway = gateway
+        self.config = config
+        self.governance = Governance(config)
+        self.routes: dict[str, Route] = {}
+        self._metrics = metrics
+        self._tokens = metrics.counter(
+            "tokens", "Tokens through the AI gateway", ("tenant", "model", "direction")
+        )
+        self._requests = metrics.counter(
+            "requests", "AI gateway calls", ("tenant", "model", "provider", "outcome")
+        )
+        self._latency = metrics.histogram(
+            "provider_duration_seconds",
+            "Time the providers took to answer (a stream: to its first chunk)",
+            ("provider", "model"),
+        )
+
+    # -- configuration -------------------------------------------------------------------------
+
+    async def configure(self, config: AiConfig) -> None:
+        """Ask the providers for their models and apply ``config``; raises ``RoutesError``
+        (the previous configuration stays)."""
+        models = await provider_models(self.gateway)
+        routes = build_routes(self.gateway.plugins, models, config.routes)
+        self.routes, self.config, self.governance = routes, config, Governance(config)
+        logger.info(
+            "ai models: %s",
+            ", ".join(
+                f"{r.model} ({'/'.join(p.name for p in r.providers)})" for r in routes.values()
+            )
+            or "none (no provider serves a model)",
+        )
+
+    # -- AiApi ---------------------------------------------------------------------------------
+
+    async def models(self, security: SecurityContext) -> ModelList:
+        policy = self.governance.policy(security.tenant_id)
+        return ModelList(
+            data=[
+                ModelInfo(
+                    id=route.model,
+                    owned_by=route.owned_by,
+                    kind=route.kind,
+                    providers=[plugin.name for plugin in route.providers],
+                )
+                for route in sorted(self.routes.values(), key=lambda r: r.model)
+                if policy.allows(route.model)
+            ]
+        )
+
+    async def chat(self, security: SecurityContext, request: ChatRequest) -> ChatCompletion:
+        return (await self.serve_chat(security, request)).value
+
+    async def embed(
+        self, security: SecurityContext, request: EmbeddingRequest
+    ) -> EmbeddingResponse:
+        return (await self.serve_embed(security, request)).value
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def serve_chat(
+        self, security: SecurityContext, request: ChatRequest
+    ) -> Served[ChatCompletion]:
+        call, route, upstream, remaining = await self._admit_chat(security, request)
+        served = await self._provider_call(
+            call, route, lambda provider: provider.chat(security, upstream)
+        )
+        completion = served.value
+        call.tokens_in = completion.usage.prompt_tokens
+        call.tokens_out = completion.usage.completion_tokens
+        finish = completion.choices[0].finish_reason if completion.choices else None
+        if remaining is not None and finish == "length" and upstream.max_tokens == remaining:
+            call.outcome = "quota_stopped"
+        await self._finish(call)
+        return served
+
+    async def serve_embed(
+        self, security: SecurityContext, request: EmbeddingRequest
+    ) -> Served[EmbeddingResponse]:
+        route = self._route(request.model, "embedding")
+        call = _Call(security, route.model, "embedding", time.perf_counter())
+        policy = self.governance.policy(security.tenant_id)
+        await self._govern(call, policy, lambda: policy.check_texts(request.texts))
+        await self._spend(call)
+        served = await self._provider_call(
+            call, route, lambda provider: provider.embed(security, request)
+        )
+        call.tokens_in = served.value.usage.prompt_tokens
+        await self._finish(call)
+        return served
+
+    async def open_chat_stream(
+        self, security: SecurityContext, request: ChatRequest
+    ) -> Served[AsyncIterator[bytes]]:
+        """Everything up to the first chunk (refusals and fallback happen here, before anything
+        was sent); then the Server-Sent Events of the rest, metered when they end."""
+        call, route, upstream, remaining = await self._admit_chat(security, request, streaming=True)
+        # The provider always reports usage at the end; the client sees it only if it asked.
+        upstream = upstream.model_copy(
+            update={"stream": True, "stream_options": StreamOptions(include_usage=True)}
+        )
+        prompt_estimate = sum(estimate_tokens(m.content) for m in request.messages)
+        allowance = None if remaining is None else max(remaining - prompt_estimate, 0)
+
+        async def first_chunk(provider: AiProvider) -> tuple[list[ChatCompletionChunk], Any]:
+            if isinstance(provider, StreamingAiProvider):
+                chunks = aiter(provider.chat_stream(security, upstream))
+                try:
+                    first = await anext(chunks)
+                except StopAsyncIteration:
+                    return [], None
+                except BaseException:
+                    await _close(chunks)
+                    raise
+                return [first], chunks
+            return _as_chunks(await provider.chat(security, upstream)), None
+
+        served = await self._provider_call(call, route, first_chunk)
+        head, rest = served.value
+        stream = _ChatStream(
+            head=head,
+            rest=rest,
+            allowance=allowance,
+            prompt_estimate=prompt_estimate,
+            wants_usage=bool(request.stream_options and request.stream_options.include_usage),
+        )
+        return Served(self._events(call, stream), served.provider, served.provider_ms)
+
+    async def _events(self, call: _Call, stream: _ChatStream) -> AsyncIterator[bytes]:
+        ended = False
+        try:
+            while (chunk := await stream.next()) is not None:
+                content = chunk.choices[0].delta.content if chunk.choices else None
+                if content:
+                    if stream.allowance is not None and stream.streamed >= stream.allowance:
+                        # The budget ends here: a clean end, as if the limit were max_tokens.
+                        call.outcome = "quota_stopped"
+                        yield sse(stream.budget_end(chunk).model_dump_json())
+                        break
+                    stream.streamed += 1
+                yield sse(stream.passed_on(chunk).model_dump_json())
+            yield DONE
+            ended = True
+        except Exception as error:
+            # What was sent cannot be taken back: the stream ends with an error event.
+            call.outcome = "failed"
+            logger.warning(
+                "ai stream from provider '%s' failed: %s", call.provider, error, exc_info=error
+            )
+            message = f"the provider '{call.provider}' failed during the stream"
+            yield sse(json.dumps({"error": {"message": message, "type": "provider_failed"}}))
+            yield DONE
+            ended = True
+        finally:
+            # Also on a disconnect (the kernel closes this generator): the call is still metered.
+            if stream.rest is not None:
+                await _close(stream.rest)
+            if not ended and call.outcome == "ok":
+                call.outcome = "disconnected"
+            call.tokens_in, call.tokens_out = stream.tokens(whole=call.outcome == "ok")
+            await self._finish(call)
+
+    # -- the steps of a call -------------------------------------------------------------------
+
+    def _route(self, model: str, kind: ModelKind) -> Route:
+        route = self.routes.get(model)
+        if route is None:
+            raise ModelNotFoundError(f"no provider serves the model '{model}'")
+        if route.kind != kind:
+            action = "chat completions" if kind == "chat" else "embeddings"
+            raise ModelNotFoundError(
+                f"the model '{model}' is a {route.kind} model: it does not serve {action}"
+            )
+        return route
+
+    async def _admit_chat(
+        self, security: SecurityContext, request: ChatRequest, *, streaming: bool = False
+    ) -> tuple[_Call, Route, ChatRequest, int | None]:
+        """Route, govern and budget a chat: the request to send and the tokens left in the
+        tenant's budget (None: no limit)."""
+        route = self._route(request.model, "chat")
+        call = _Call(security, route.model, "chat", time.perf_counter())
+        policy = self.governance.policy(security.tenant_id)
+        limits: list[int | None] = []
+
+        def govern() -> None:
+            policy.check_texts(m.content for m in request.messages)
+            limits.append(policy.token_limit(request.token_limit))
+
+        await self._govern(call, policy, govern)
+        remaining = await self._spend(call)
+        limit = limits[0]
+        if remaining is not None and not streaming and (limit is None or remaining < limit):
+            # A whole answer cannot be cut afterwards: the budget left bounds it instead.
+            limit = remaining
+        upstream = request
+        if limit != request.token_limit:
+            upstream = request.model_copy(
+                update={"max_tokens": limit, "max_completion_tokens": None}
+            )
+        return call, route, upstream, remaining
+
+    async def _govern(self, call: _Call, policy: TenantPolicy, rules: Callable[[], None]) -> None:
+        try:
+            policy.check_model(call.model)
+            rules()
+        except (ModelNotAllowedError, PolicyViolationError):
+            call.outcome = "policy"
+            await self._finish(call)
+            raise
+
+    async def _spend(self, call: _Call) -> int | None:
+        """Refuse the call if the tenant's budget is spent; the tokens left (None: no limit)."""
+        try:
+            return await self._remaining_tokens(call.security)
+        except QuotaSpentError:
+            call.outcome = "quota"
+            await self._finish(call)
+            raise
+
+    async def _remaining_tokens(self, security: SecurityContext) -> int | None:
+        quota = self.config.quota_for(security.tenant_id)
+        if quota.tokens is None and quota.requests is None:
+            return None
+        now = _now()
+        start, resets_at = period_bounds(quota.period, now)
+        spent = await self._spent(security, start)
+        return check_budget(quota, spent, resets_at, now)
+
+    async def _provider_call(
+        self,
+        call: _Call,
+        route: Route,
+        invoke: Callable[[AiProvider], Awaitable[T]],
+    ) -> Served[T]:
+        started = time.perf_counter()
+        try:
+            result = await self.gateway.call(call.security, invoke, order=route.providers)
+        except ProviderRefusedError:
+            call.outcome, call.provider = "refused", route.providers[0].name
+            await self._finish(call)
+            raise
+        except PluginUnavailableError:
+            call.outcome, call.provider = "failed", route.providers[-1].name
+            await self._finish(call)
+            raise
+        elapsed = time.perf_counter() - started
+        call.provider = result.plugin.name
+        self._latency.labels(call.provider, call.model).observe(elapsed)
+        return Served(result.value, call.provider, elapsed * 1000)
+
+    async def _finish(self, call: _Call) -> None:
+        """The call's usage row and metrics."""
+        tenant = self._metrics.tenant(call.security.tenant_id)
+        self._requests.labels(tenant, call.model, call.provider or "-", call.outcome).inc()
+        if call.tokens_in:
+            self._tokens.labels(tenant, call.model, "in").inc(call.tokens_in)
+        if call.tokens_out:
+            self._tokens.labels(tenant, call.model, "out").inc(call.tokens_out)
+        now = _now()
+        latency_ms = round((time.perf_counter() - call.started) * 1000)
+        usage = self.entities.Usage
+
+        def work(session: ScopedSession) -> None:
+            session.create(
+                usage,
+                id=str(uuid.uuid4()),
+                subject=call.security.subject[:SUBJECT_LENGTH],
+                model=call.model[:MODEL_LENGTH],
+                provider=call.provider,
+                kind=call.kind,
+                tokens_in=call.tokens_in,
+                tokens_out=call.tokens_out,
+                latency_ms=latency_ms,
+                outcome=call.outcome,
+                day=now.date().isoformat(),
+                created_at=now,
+            )
+
+        await self.database.run(call.security, work)
+
+    # -- usage and budgets ---------------------------------------------------------------------
+
+    async def _spent(self, security: SecurityContext, since: datetime) -> Spent:
+        usage = self.entities.Usage
+
+        def work(session: ScopedSession) -> Spent:
+            recent = session.query(usage).filter(lambda u: u.created_at >= since)
+            # Aggregated over the session's scoped query: still only the caller's tenant.
+            rows = select(  # hyperspot: ignore[HS004] a select over the scoped query
+                (
+                    u.outcome,
+                    count(u),  # hyperspot: ignore[HS004] an aggregate of the scoped select
+                    sum(u.tokens_in),
+                    sum(u.tokens_out),
+                )
+                for u in recent
+            )[:]
+            tokens = sum(int(tokens_in) + int(tokens_out) for _, _, tokens_in, tokens_out in rows)
+            requests = sum(int(n) for outcome, n, _, _ in rows if outcome in BILLED_OUTCOMES)
+            return Spent(tokens=tokens, requests=requests)
+
+        return await self.database.run(security, work)
+
+    async def quota(self, security: SecurityContext) -> QuotaStatus:
+        quota = self.config.quota_for(security.tenant_id)
+        now = _now()
+        start, resets_at = period_bounds(quota.period, now)
+        spent = await self._spent(security, start)
+        return QuotaStatus(
+            period=quota.period,
+            period_start=start,
+            resets_at=resets_at,
+            tokens_used=spent.tokens,
+            tokens_limit=quota.tokens,
+            requests_used=spent.requests,
+            requests_limit=quota.requests,
+        )
+
+    async def usage(self, security: SecurityContext, first: date, last: date) -> UsageReport:
+        """The caller's tenant's usage per day and model, from ``first`` to ``last`` (UTC days)."""
+        return await self.database.run(security, self._report_work(first, last, False))
+
+    async def usage_of_all(
+        self, security: SecurityContext, first: date, last: date, tenant: str | None
+    ) -> UsageReport:
+        """Every tenant's usage (or one tenant's), for a platform administrator."""
+        if tenant is not None:
+            # One tenant: as that tenant's own scope, no cross-tenant access needed.
+            scoped = dataclasses.replace(
+                security, tenant_id=tenant, visible_tenants=frozenset({tenant})
+            )
+            return await self.database.run(scoped, self._report_work(first, last, True))
+        return await self.database.run_system(
+            f"ai usage of every tenant for platform administrator '{security.subject}'",
+            self._report_work(first, last, True),
+        )
+
+    def _report_work(
+        self, first: date, last: date, per_tenant: bool
+    ) -> Callable[[ScopedSession], UsageReport]:
+        usage = self.entities.Usage
+        since, until = first.isoformat(), last.isoformat()
+
+        def work(session: ScopedSession) -> UsageReport:
+            days = session.query(usage).filter(lambda u: u.day >= since and u.day <= until)
+            rows = select(  # hyperspot: ignore[HS004] a select over the scoped query
+                (
+                    u.tenant_id,
+                    u.day,
+                    u.model,
+                    u.outcome,
+                    count(u),  # hyperspot: ignore[HS004] an aggregate of the scoped select
+                    sum(u.tokens_in),
+                    sum(u.tokens_out),
+                )
+                for u in days
+            )[:]
+            return UsageReport.of(first, last, rows, per_tenant=per_tenant)
+
+        return work
+
+
+def _as_chunks(completion: ChatCompletion) -> list[ChatCompletionChunk]:
+    """A whole answer as a stream of two chunks: the message, then its end and usage."""
+    choice = completion.choices[0] if completion.choices else None
+    content = choice.message.content if choice else ""
+
+    def chunk(choice: ChunkChoice, usage: Usage | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=completion.id,
+            created=completion.created,
+            model=completion.model,
+            choices=[choice],
+            usage=usage,
+        )
+
+    return [
+        chunk(ChunkChoice(delta=ChatDelta(role="assistant", content=content))),
+        chunk(
+            ChunkChoice(
+                delta=ChatDelta(), finish_reason=choice.finish_reason if choice else "stop"
+            ),
+            completion.usage,
+        ),
+    ]
+
+
+async def _close(chunks: AsyncIterator[Any]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,0 +1,1 @@
+"""A local embeddings provider: a small sentence-embedding model (wordllama) in the process."""
