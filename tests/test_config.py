@@ -163,10 +163,17 @@ def test_up_refuses_bad_module_value_and_unknown_module(tmp_path: Path) -> None:
 def test_env_override_reaches_the_running_server(launcher: Launcher) -> None:
     server = launcher.start(
         {"modules": {"hello": {"default_name": "file", "shout": False}}},
-        env={"HYPERSPOT_MODULES__HELLO__SHOUT": "true"},
+        # Environment values are text: "false" must switch a module off as YAML's false does.
+        env={
+            "HYPERSPOT_MODULES__HELLO__SHOUT": "true",
+            "HYPERSPOT_MODULES__NOTES__ENABLED": "false",
+        },
     )
     greeting = server.client.get("/hello/v1/greetings/en").json()
     assert greeting["message"] == "HELLO, FILE!"
+    assert server.client.get("/notes/v1/notes").status_code == 404
+    modules = {m["name"]: m for m in server.client.get("/health").json()["modules"]}
+    assert modules["notes"]["state"] == "disabled"
 
 
 def test_config_show_lists_sources_and_masks_secrets(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from hyperspot import __version__
 from hyperspot.platform.auth import Authenticator
@@ -152,8 +152,8 @@ class Runtime:
         self.deployments: dict[str, ModuleDeployment] = {}
         for module in modules:
             section = dict(self.settings.modules.get(module.name, {}))
-            enabled = section.pop("enabled", True)
-            if not isinstance(enabled, bool):
+            enabled = _enabled(section.pop("enabled", True))
+            if enabled is None:
                 where = loaded.source_of(("modules", module.name, "enabled"))
                 raise ConfigError(
                     [f"modules.{module.name}.enabled: expected true or false (from {where})"]
@@ -570,8 +570,8 @@ class Runtime:
             name = record.module.name
             prefix = ("modules", name)
             section = dict(sections.get(name, {}))
-            enabled = section.pop("enabled", True)
-            if not isinstance(enabled, bool):
+            enabled = _enabled(section.pop("enabled", True))
+            if enabled is None:
                 where = loaded.source_of((*prefix, "enabled"))
                 problems.append(f"modules.{name}.enabled: expected true or false (from {where})")
                 continue
@@ -636,3 +636,15 @@ def _log_reload(report: ReloadReport) -> None:
         logger.error("configuration reload: %s", line)
     for line in report.restart_required:
         logger.warning("configuration reload: %s", line)
+
+
+_FLAG = TypeAdapter(bool)
+
+
+def _enabled(value: object) -> bool | None:
+    """A module's ``enabled`` flag, or None if it is not one. Read before the module's schema
+    is, so coerced here as the schema would: ``HYPERSPOT_MODULES__X__ENABLED=false`` is text."""
+    try:
+        return _FLAG.validate_python(value)
+    except ValidationError:
+        return None
