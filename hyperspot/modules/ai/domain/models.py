@@ -16,11 +16,15 @@ REFUSED = frozenset({"policy", "quota", "refused"})
 
 
 class UsageRow(BaseModel):
-    """One day and model (and tenant, in the administrators' report)."""
+    """One day, model and provider (and tenant, in the administrators' report)."""
 
     tenant: str | None = Field(default=None, description="Set in the all-tenants report only.")
     day: date
     model: str
+    provider: str = Field(
+        description="The provider that answered, or the last one tried; empty for calls "
+        "refused before any provider (policy, quota)."
+    )
     requests: int = Field(description="Calls recorded, refused ones included.")
     tokens_in: int
     tokens_out: int
@@ -48,16 +52,17 @@ class UsageReport(BaseModel):
     def of(
         cls, first: date, last: date, grouped: Iterable[tuple[Any, ...]], *, per_tenant: bool
     ) -> UsageReport:
-        """From (tenant, day, model, outcome, calls, tokens_in, tokens_out) groups."""
-        rows: dict[tuple[str | None, str, str], UsageRow] = {}
-        for tenant, day, model, outcome, calls, tokens_in, tokens_out in grouped:
-            key = (tenant if per_tenant else None, day, model)
+        """From (tenant, day, model, provider, outcome, calls, tokens_in, tokens_out) groups."""
+        rows: dict[tuple[str | None, str, str, str], UsageRow] = {}
+        for tenant, day, model, provider, outcome, calls, tokens_in, tokens_out in grouped:
+            key = (tenant if per_tenant else None, day, model, provider or "")
             row = rows.get(key)
             if row is None:
                 row = rows[key] = UsageRow(
                     tenant=key[0],
                     day=date.fromisoformat(day),
                     model=model,
+                    provider=key[3],
                     requests=0,
                     tokens_in=0,
                     tokens_out=0,
@@ -71,7 +76,7 @@ class UsageReport(BaseModel):
                 row.failures += int(calls)
             elif outcome in REFUSED:
                 row.refused += int(calls)
-        ordered = [rows[key] for key in sorted(rows, key=lambda k: (k[1], k[0] or "", k[2]))]
+        ordered = [rows[key] for key in sorted(rows, key=lambda k: (k[1], k[0] or "", k[2], k[3]))]
         totals = UsageTotals(
             requests=sum(r.requests for r in ordered),
             tokens_in=sum(r.tokens_in for r in ordered),

@@ -400,14 +400,20 @@ class AiService:
         invoke: Callable[[AiProvider], Awaitable[T]],
     ) -> Served[T]:
         started = time.perf_counter()
+        attempts = 0
+
+        async def counted(provider: AiProvider) -> T:
+            nonlocal attempts
+            attempts += 1
+            return await invoke(provider)
+
         try:
-            result = await self.gateway.call(call.security, invoke, order=route.providers)
-        except ProviderRefusedError:
-            call.outcome, call.provider = "refused", route.providers[0].name
-            await self._finish(call)
-            raise
-        except PluginUnavailableError:
-            call.outcome, call.provider = "failed", route.providers[-1].name
+            result = await self.gateway.call(call.security, counted, order=route.providers)
+        except (ProviderRefusedError, PluginUnavailableError) as error:
+            # The gateway tries the route's providers in order: the last one tried answered.
+            refused = isinstance(error, ProviderRefusedError)
+            call.outcome = "refused" if refused else "failed"
+            call.provider = route.providers[max(attempts, 1) - 1].name
             await self._finish(call)
             raise
         elapsed = time.perf_counter() - started
@@ -515,6 +521,7 @@ class AiService:
                     u.tenant_id,
                     u.day,
                     u.model,
+                    u.provider,
                     u.outcome,
                     count(u),  # hyperspot: ignore[HS004] an aggregate of the scoped select
                     sum(u.tokens_in),
