@@ -45,7 +45,7 @@ from hyperspot.platform.config import JwtSettings
 CHAT_MODEL = "bench-chat"
 EMBED_MODEL = "bench-embed"
 TENANT = "root"
-API_KEY_ENV = "HYPERSPOT_BENCH_OPENAI_KEY"
+API_KEY_ENV = "AI_BENCH_OPENAI_KEY"  # not HYPERSPOT_: that prefix is config
 SERVER_TIMING = re.compile(r"provider;dur=([0-9.]+)")
 
 
