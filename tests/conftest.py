@@ -218,6 +218,26 @@ def database(make_database: Callable[..., ProvisionedDatabase]) -> ProvisionedDa
     return make_database()
 
 
+# One server per test module where the tests need no fresh one: each start costs seconds (more
+# under coverage), and CI has 15 minutes.
+
+
+@pytest.fixture(scope="module")
+def module_launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    """A launcher whose servers serve every test of the module (stopped after the last one)."""
+    launcher = Launcher(tmp_path_factory.mktemp("module-servers"))
+    yield launcher
+    launcher.close()
+
+
+@pytest.fixture(scope="module")
+def module_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProvisionedDatabase]:
+    """One fresh database on the engine under test for the whole module, dropped afterwards."""
+    database = provision(TEST_ENGINE, folder=tmp_path_factory.mktemp("module-database"))
+    yield database
+    database.drop()
+
+
 # Credentials: every server the tests start with ``secured_config`` signs tokens with this.
 
 TEST_SECRET = "hyperspot-test-secret-0123456789abcdef"
@@ -264,7 +284,7 @@ def add_tenant(server: Server, tenant_id: str, parent: str = ROOT) -> None:
 # Tests that never reach the database under test give the same result in every session: on
 # PostgreSQL and MariaDB only those that do run (a test reaches it through these fixtures, or its
 # module provisions databases of the engine under test itself).
-DATABASE_FIXTURES = frozenset({"database", "make_database"})
+DATABASE_FIXTURES = frozenset({"database", "make_database", "module_database"})
 
 
 def _reaches_the_database(item: pytest.Item) -> bool:

@@ -32,7 +32,7 @@ def _ok(response: Any, status: int = 200) -> Any:
 def test_builtin_roles_and_me(server: Server) -> None:
     client = server.client
     member = _ok(client.get("/access/v1/me", headers=bearer("parent", "ann", ("member",))))
-    assert member["permissions"] == ["notes:read", "notes:write"]
+    assert member["permissions"] == ["ai:use", "notes:read", "notes:write"]
     assert member["platform_admin"] is False
     admin = _ok(client.get("/access/v1/me", headers=bearer("parent")))
     assert {"roles:manage", "tenants:manage", "audit:read"} <= set(admin["permissions"])

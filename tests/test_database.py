@@ -103,6 +103,7 @@ def test_two_servers_starting_together_migrate_once(
         cursor.execute("SELECT module, version FROM hyperspot_migrations ORDER BY module, version")
         assert [tuple(row) for row in cursor.fetchall()] == [
             ("access", 1),
+            ("ai", 1),
             ("audit", 1),
             ("notes", 1),
             ("notes", 2),

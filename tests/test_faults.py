@@ -30,7 +30,11 @@ from pony.orm.dbapiprovider import OperationalError as PonyOperationalError
 from tcp_proxy import TcpProxy
 from traffic import Ledger, steady_traffic, stored_note_titles
 
-from hyperspot.platform.db.faults import DatabaseUnavailableError, is_unavailable
+from hyperspot.platform.db.faults import (
+    DatabaseUnavailableError,
+    is_contention,
+    is_unavailable,
+)
 from hyperspot.platform.db.urls import DatabaseUrl
 from hyperspot.sandbox.databases import ProvisionedDatabase
 
@@ -141,6 +145,30 @@ def test_which_errors_mean_the_database_is_unavailable() -> None:
         ValueError("a bug"),
     ):
         assert not is_unavailable(lasting), repr(lasting)
+
+
+def test_which_errors_are_contention_with_another_transaction() -> None:
+    deadlock = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+    for contention in (
+        deadlock,
+        PonyOperationalError(deadlock),
+        pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"),
+        psycopg2.errors.DeadlockDetected("deadlock detected"),
+        psycopg2.errors.SerializationFailure("could not serialize access"),
+        sqlite3.OperationalError("database is locked"),
+        DatabaseUnavailableError("wrapped"),
+    ):
+        if isinstance(contention, DatabaseUnavailableError):
+            contention.__cause__ = deadlock  # what the unit of work raises for it
+        assert is_contention(contention), repr(contention)
+    for other in (
+        pymysql.err.OperationalError(2013, "Lost connection to server during query"),
+        psycopg2.OperationalError("server closed the connection unexpectedly"),
+        sqlite3.OperationalError("no such table: x"),
+        PonyIntegrityError(pymysql.err.IntegrityError(1062, "Duplicate entry")),
+        ValueError("a bug"),
+    ):
+        assert not is_contention(other), repr(other)
 
 
 @needs_server_database

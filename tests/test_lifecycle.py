@@ -29,6 +29,10 @@ def test_phases_run_in_dependency_order_and_stop_in_reverse(
     assert health["status"] == "ok"
     assert {m["name"]: m["state"] for m in health["modules"]} == {
         "access": "ready",
+        "ai": "ready",
+        "ai_demo": "ready",
+        "ai_local": "ready",
+        "ai_openai": "ready",
         "audit": "ready",
         "tenants": "ready",
         "alpha": "ready",

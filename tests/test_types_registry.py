@@ -4,6 +4,7 @@ several workers, module registrations at init, and access control (also with GTS
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,40 @@ def _seed(client: httpx.Client) -> None:
         _ok(_register(client, doc, validate="true"))
 
 
-@pytest.fixture
-def server(launcher: Launcher, database: ProvisionedDatabase) -> Server:
-    started = launcher.start(secured_config(database.url.url))
+def _ids(listing: dict[str, Any]) -> list[str]:
+    return [e["id"] for e in listing["entities"]]
+
+
+def _all_ids(client: httpx.Client) -> list[str]:
+    return _ids(_ok(client.get("/gts/entities", params={"limit": 1000})))
+
+
+@pytest.fixture(scope="module")
+def shared_server(module_launcher: Launcher, module_database: ProvisionedDatabase) -> Server:
+    started = module_launcher.start(secured_config(module_database.url.url))
     started.client.headers.update(bearer(ROOT))
     add_tenant(started, "acme")
     return started
+
+
+@pytest.fixture(scope="module")
+def built_in(shared_server: Server) -> list[str]:
+    """What the modules register at init (the plugin base types), listed before the tests' own."""
+    return _all_ids(shared_server.client)
+
+
+@pytest.fixture
+def server(shared_server: Server, built_in: list[str]) -> Iterator[Server]:
+    """The module's server as a test starts it: only the built-in entities are registered.
+
+    One server for the tests that need no fresh one (a start costs seconds); each test deletes
+    what it registered, so the next one starts from the same registry.
+    """
+    yield shared_server
+    for gts_id in reversed(_all_ids(shared_server.client)):
+        if gts_id not in built_in:
+            _ok(shared_server.client.delete(f"/gts/entities/{gts_id}"))
+    assert _all_ids(shared_server.client) == built_in
 
 
 # -- identifiers ----------------------------------------------------------------------------------
@@ -112,7 +141,7 @@ def test_identifier_operations(server: Server) -> None:
 # -- registration -------------------------------------------------------------------------------
 
 
-def test_register_get_list_delete(server: Server) -> None:
+def test_register_get_list_delete(server: Server, built_in: list[str]) -> None:
     client = server.client
     registered = _ok(_register(client, BASE_SCHEMA))
     assert registered == {"ok": True, "id": BASE, "type_id": None, "is_type_schema": True}
@@ -126,15 +155,15 @@ def test_register_get_list_delete(server: Server) -> None:
     got = _ok(client.get(f"/gts/entities/{ORDER}"))
     assert got["content"] == ORDER_SCHEMA and got["type_id"] == BASE
     listed = _ok(client.get("/gts/entities"))
-    assert [e["id"] for e in listed["entities"]] == [BASE, ORDER, EVENT]
-    assert (listed["count"], listed["total"]) == (3, 3)
+    assert _ids(listed) == [*built_in, BASE, ORDER, EVENT]
+    assert listed["count"] == listed["total"] == len(built_in) + 3
     assert _ok(client.get("/gts/entities", params={"limit": 1}))["count"] == 1
     # OP#4 matching: "X~*" covers X itself and what derives from it.
     only = _ok(client.get("/gts/entities", params={"pattern": f"{ORDER}*"}))
     assert [e["id"] for e in only["entities"]] == [ORDER, EVENT]
     # The same content again is a no-op; other content replaces (allow_updates).
     _ok(_register(client, BASE_SCHEMA))
-    assert _ok(client.get("/gts/entities"))["total"] == 3
+    assert _ok(client.get("/gts/entities"))["total"] == len(built_in) + 3
     changed = {**EVENT_DOC, "payload": {"amount": 99}}
     _ok(_register(client, changed))
     assert _ok(client.get(f"/gts/entities/{EVENT}"))["content"] == changed
@@ -233,17 +262,17 @@ def test_broken_references(server: Server) -> None:
     assert [r["id"] for r in bulk["results"]] == [target["id"], dangling["id"]]
 
 
-def test_bulk_is_all_or_none(server: Server) -> None:
+def test_bulk_is_all_or_none(server: Server, built_in: list[str]) -> None:
     client = server.client
     batch = [BASE_SCHEMA, ORDER_SCHEMA, {"id": EVENT, "payload": {"amount": "x"}}]
     refused = _ok(client.post("/gts/entities/bulk", json=batch, params={"validate": "true"}), 422)
     assert refused["ok"] is False and len(refused["results"]) == 3
     assert all(r["ok"] is False for r in refused["results"])
-    assert _ok(client.get("/gts/entities"))["total"] == 0
+    assert _all_ids(client) == built_in
     twice = _ok(client.post("/gts/entities/bulk", json=[BASE_SCHEMA, BASE_SCHEMA]), 422)
     assert "twice" in twice["results"][1]["error"]
     done = _ok(client.post("/gts/entities/bulk", json=batch[:2]))
-    assert done["ok"] is True and _ok(client.get("/gts/entities"))["total"] == 2
+    assert done["ok"] is True and _all_ids(client) == [*built_in, BASE, ORDER]
 
 
 def test_type_schemas_endpoint(server: Server) -> None:
@@ -379,12 +408,13 @@ def test_registry_survives_a_restart(launcher: Launcher, database: ProvisionedDa
     config = secured_config(database.url.url)
     first = launcher.start(config)
     first.client.headers.update(bearer(ROOT))
+    built_in = _all_ids(first.client)
     _seed(first.client)
     _ok(first.client.delete(f"/gts/entities/{EVENT}"))
     first.stop()
     second = launcher.start(config)
-    listed = _ok(second.client.get("/gts/entities", headers=bearer(ROOT)))
-    assert [e["id"] for e in listed["entities"]] == [BASE, ORDER]
+    second.client.headers.update(bearer(ROOT))
+    assert _all_ids(second.client) == [*built_in, BASE, ORDER]
 
 
 def test_workers_see_each_others_changes(launcher: Launcher, database: ProvisionedDatabase) -> None:
@@ -418,11 +448,12 @@ def test_modules_register_types_at_init(launcher: Launcher, database: Provisione
     listed = _ok(
         server.client.get("/gts/entities", headers=headers, params={"pattern": f"{topic}*"})
     )
-    assert [e["id"] for e in listed["entities"]] == [topic, f"{topic}x.probe._.orders.v1"]
+    assert _ids(listed) == [topic, f"{topic}x.probe._.orders.v1"]
+    registered = _ok(server.client.get("/gts/entities", headers=headers))
     server.stop()
     # Registering the same again at the next start changes nothing.
     again = launcher.start(config)
-    assert _ok(again.client.get("/gts/entities", headers=headers))["total"] == 2
+    assert _ok(again.client.get("/gts/entities", headers=headers)) == registered
     again.stop()
     broken = {**config, "modules": {"gts_probe": {"broken": True}}}
     with pytest.raises(AssertionError, match="registration by system:gts_probe was refused"):
@@ -472,7 +503,7 @@ def test_scoped_read_grants_hide_everything_else(server: Server) -> None:
     )
     cora = bearer("acme", "cora", ())
     listed = _ok(client.get("/gts/entities", headers=cora))
-    assert [e["id"] for e in listed["entities"]] == [BASE, ORDER, EVENT]
+    assert _ids(listed) == [BASE, ORDER, EVENT]
     assert listed["total"] == 3
     # Outside the grant: exactly what a missing entity gets, so existence does not leak.
     hidden = client.get(f"/gts/entities/{OTHER}", headers=cora)

@@ -11,10 +11,13 @@ from hyperspot.modules.types_registry.domain.registry import TypesRegistry
 from hyperspot.modules.types_registry.domain.service import TypesRegistryService
 from hyperspot.modules.types_registry.infra.storage import MIGRATIONS, PonyRegistryStorage
 from hyperspot.platform import Capability, Module, ModuleContext, Permission
+from hyperspot.platform.db import is_contention
 
 
 def _is_conflict(error: Exception) -> bool:
-    return isinstance(error, TransactionIntegrityError | IntegrityError)
+    # Two workers registering at start collide on the counter row: a key conflict, or on
+    # MariaDB a deadlock (gap locks of SELECT ... FOR UPDATE on the missing row).
+    return isinstance(error, TransactionIntegrityError | IntegrityError) or is_contention(error)
 
 
 def init(ctx: ModuleContext[TypesRegistryConfig]) -> None:

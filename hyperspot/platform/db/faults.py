@@ -66,3 +66,29 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         for linked in (current.__cause__, current.__context__):
             if linked is not None:
                 pending.append(linked)
+
+
+# What a transaction meets because another ran at the same time, where retrying the whole unit
+# of work is the remedy: MySQL/MariaDB deadlock (1213) and lock wait timeout (1205), PostgreSQL
+# serialization failure (40001) and deadlock (40P01), SQLite's lock held past its busy timeout.
+_MYSQL_CONTENTION = frozenset({1205, 1213})
+_POSTGRES_CONTENTION = frozenset({"40001", "40P01"})
+
+
+def is_contention(error: BaseException) -> bool:
+    """Whether ``error`` (or one it wraps) is a conflict with a concurrent transaction."""
+    for each in _chain(error):
+        module = type(each).__module__
+        # psycopg2 raises these classes (errors.SerializationFailure, DeadlockDetected) with
+        # the SQLSTATE in pgcode.
+        if module.startswith("psycopg2") and (
+            getattr(each, "pgcode", None) in _POSTGRES_CONTENTION
+            or type(each).__name__ in ("SerializationFailure", "DeadlockDetected")
+        ):
+            return True
+        first = each.args[0] if each.args else None
+        if module.startswith("pymysql") and first in _MYSQL_CONTENTION:
+            return True
+        if module == "sqlite3" and isinstance(first, str) and "database is locked" in first:
+            return True
+    return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -41,7 +42,7 @@ logger = logging.getLogger("hyperspot.modules.types_registry")
 # The registry's tables are global: a context without tenants reads them (and nothing else).
 _READER = SecurityContext(subject="types_registry", tenant_id="")
 # Concurrent first writes in several workers may collide creating the counter's row.
-_WRITE_ATTEMPTS = 3
+_WRITE_ATTEMPTS = 5
 # Filtered stores kept for callers with scoped grants (one per distinct set of patterns).
 _VIEW_CACHE_SIZE = 64
 
@@ -314,6 +315,8 @@ class TypesRegistry:
                     )
                 except Exception as error:
                     if attempt < _WRITE_ATTEMPTS and self._is_conflict(error):
+                        # Apart, or the writers that collided collide again.
+                        await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 jitter
                         continue
                     raise
                 break
