@@ -14,7 +14,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -24,14 +24,14 @@ from typing import Any, cast
 import httpx
 import pytest
 import yaml
-from conftest import ROOT, TEST_ENGINE, Launcher, Server, add_tenant, bearer, secured_config
+from conftest import ROOT, Launcher, Server, add_tenant, bearer, secured_config
 
 from hyperspot.platform.errors import OperationError
 from hyperspot.platform.gateway.operations import OperationBuilder
 from hyperspot.platform.gateway.problems import Problem, problem_document
 from hyperspot.platform.observability.metrics import ModuleMetrics
 from hyperspot.platform.plugins import PluginError, PluginGateway
-from hyperspot.sandbox.databases import ProvisionedDatabase, provision
+from hyperspot.sandbox.databases import ProvisionedDatabase
 
 AI_PLUGINS = Path(__file__).parent / "fixtures" / "ai_plugins"
 CHAT = "/ai/v1/chat/completions"
@@ -73,26 +73,12 @@ def ai_sections(policies: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def ai_launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    launcher = Launcher(tmp_path_factory.mktemp("ai"))
-    yield launcher
-    launcher.close()
-
-
-@pytest.fixture(scope="module")
-def ai_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProvisionedDatabase]:
-    database = provision(TEST_ENGINE, folder=tmp_path_factory.mktemp("ai-db"))
-    yield database
-    database.drop()
-
-
-@pytest.fixture(scope="module")
-def server(ai_launcher: Launcher, ai_database: ProvisionedDatabase) -> Server:
+def server(module_launcher: Launcher, module_database: ProvisionedDatabase) -> Server:
     config = secured_config(
-        ai_database.url.url,
+        module_database.url.url,
         {"modules_path": [str(AI_PLUGINS)], "modules": ai_sections(POLICIES)},
     )
-    server = ai_launcher.start(config)
+    server = module_launcher.start(config)
     for tenant in (
         "acme",
         "globex",
@@ -480,8 +466,8 @@ def test_metrics_count_tokens_by_tenant_and_model(server: Server) -> None:
     assert "hyperspot_ai_provider_duration_seconds_bucket" in metrics
 
 
-def test_reload_changes_a_tenant_policy(server: Server, ai_launcher: Launcher) -> None:
-    path = ai_launcher.tmp_path / f"config-{server.url.rsplit(':', 1)[1]}.yaml"
+def test_reload_changes_a_tenant_policy(server: Server, module_launcher: Launcher) -> None:
+    path = module_launcher.tmp_path / f"config-{server.url.rsplit(':', 1)[1]}.yaml"
     original = path.read_text(encoding="utf-8")
     config = yaml.safe_load(original)
     config["modules"]["ai"]["tenant_policies"]["acme"] = {"allowed_models": ["demo-embed"]}

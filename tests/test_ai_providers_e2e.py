@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, TEST_ENGINE, Launcher, Server, add_tenant, bearer, secured_config
+from conftest import ROOT, Launcher, Server, add_tenant, bearer, secured_config
 
-from hyperspot.sandbox.databases import ProvisionedDatabase, provision
+from hyperspot.sandbox.databases import ProvisionedDatabase
 from hyperspot.sandbox.fake_openai import RunningFake, embedding_of, running_fake_openai
 
 CHAT = "/ai/v1/chat/completions"
@@ -65,22 +65,8 @@ def upstream() -> Iterator[RunningFake]:
 
 
 @pytest.fixture(scope="module")
-def e2e_launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    launcher = Launcher(tmp_path_factory.mktemp("ai-e2e"))
-    yield launcher
-    launcher.close()
-
-
-@pytest.fixture(scope="module")
-def e2e_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProvisionedDatabase]:
-    database = provision(TEST_ENGINE, folder=tmp_path_factory.mktemp("ai-e2e-db"))
-    yield database
-    database.drop()
-
-
-@pytest.fixture(scope="module")
 def server(
-    e2e_launcher: Launcher, e2e_database: ProvisionedDatabase, upstream: RunningFake
+    module_launcher: Launcher, module_database: ProvisionedDatabase, upstream: RunningFake
 ) -> Server:
     modules: dict[str, Any] = {
         "ai": {
@@ -111,8 +97,8 @@ def server(
             ]
         },
     }
-    config = secured_config(e2e_database.url.url, {"modules": modules})
-    server = e2e_launcher.start(config, env={KEY_VARIABLE: API_KEY})
+    config = secured_config(module_database.url.url, {"modules": modules})
+    server = module_launcher.start(config, env={KEY_VARIABLE: API_KEY})
     for tenant in TENANTS:
         add_tenant(server, tenant)
     return server
