@@ -11,7 +11,6 @@ module metrics, plugin discovery without plugins).
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ import httpx
 import pytest
 import yaml
 from conftest import ROOT, Launcher, Server, add_tenant, bearer, secured_config
+from sse import stream_events, streamed_text
 
 from hyperspot.platform.errors import OperationError
 from hyperspot.platform.gateway.operations import OperationBuilder
@@ -104,27 +104,6 @@ def ask(text: str, model: str = "demo-chat", **options: Any) -> dict[str, Any]:
 
 def chat(server: Server, tenant: str, text: str, **options: Any) -> httpx.Response:
     return server.client.post(CHAT, json=ask(text, **options), headers=member(tenant))
-
-
-def stream_events(response: httpx.Response) -> list[Any]:
-    """The data of each Server-Sent Event: parsed JSON, or the text ``[DONE]``."""
-    assert response.headers["content-type"].startswith("text/event-stream"), response.text
-    events = []
-    for block in response.text.split("\n\n"):
-        if not block.strip():
-            continue
-        assert block.startswith("data: "), block
-        data = block.removeprefix("data: ")
-        events.append(data if data == "[DONE]" else json.loads(data))
-    return events
-
-
-def streamed_text(events: list[Any]) -> str:
-    return "".join(
-        event["choices"][0]["delta"].get("content") or ""
-        for event in events
-        if isinstance(event, dict) and event.get("choices")
-    )
 
 
 def usage_of(server: Server, tenant: str, **params: str) -> dict[str, Any]:

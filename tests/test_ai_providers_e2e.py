@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import ROOT, Launcher, Server, add_tenant, bearer, secured_config
+from sse import stream_events, streamed_text
 
 from hyperspot.sandbox.databases import ProvisionedDatabase
 from hyperspot.sandbox.fake_openai import RunningFake, embedding_of, running_fake_openai
@@ -132,25 +133,8 @@ def embed(server: Server, tenant: str, texts: list[str], model: str, **options: 
 
 
 def streamed(response: httpx.Response) -> list[Any]:
-    """The data of each Server-Sent Event: parsed JSON, or the text ``[DONE]``."""
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/event-stream"), response.text
-    events: list[Any] = []
-    for block in response.text.split("\n\n"):
-        if not block.strip():
-            continue
-        assert block.startswith("data: "), block
-        data = block.removeprefix("data: ")
-        events.append(data if data == "[DONE]" else json.loads(data))
-    return events
-
-
-def reassembled(events: list[Any]) -> str:
-    return "".join(
-        event["choices"][0]["delta"].get("content") or ""
-        for event in events
-        if isinstance(event, dict) and event.get("choices")
-    )
+    return stream_events(response)
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -223,7 +207,7 @@ def test_streamed_chat_through_the_upstream(server: Server, fake: RunningFake) -
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
-    assert reassembled(events) == "Echo: one two three four"
+    assert streamed_text(events) == "Echo: one two three four"
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
     assert finishes[-1] == "stop"
     assert chunks[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
@@ -233,7 +217,7 @@ def test_streamed_chat_through_the_upstream(server: Server, fake: RunningFake) -
 
     # Without include_usage, no chunk carries usage, though the upstream was asked for it.
     quiet = streamed(chat(server, "streams", "just this", "fake-chat", stream=True))
-    assert reassembled(quiet) == "Echo: just this"
+    assert streamed_text(quiet) == "Echo: just this"
     assert all(event.get("usage") is None for event in quiet[:-1])
     assert fake.control.requests[-1].body["stream_options"] == {"include_usage": True}
     totals = usage_totals(server, "streams")
@@ -246,7 +230,7 @@ def test_a_stream_broken_by_the_upstream_after_its_first_chunks(
     fake.control.break_stream_next(after_chunks=3)
     events = streamed(chat(server, "streams", "alpha beta gamma delta", "fake-chat", stream=True))
     # The role chunk, "Echo:", " alpha", then the upstream's error: no fallback once sent.
-    assert reassembled(events) == "Echo: alpha"
+    assert streamed_text(events) == "Echo: alpha"
     assert events[-2] == {
         "error": {
             "message": "the provider 'openai' failed during the stream",
@@ -322,19 +306,19 @@ def test_fallback_to_demo_while_the_upstream_fails(server: Server, fake: Running
     fake.control.fail_next(2, status=503, path=UPSTREAM_CHAT)
     options = {"stream": True, "stream_options": {"include_usage": True}}
     events = streamed(chat(server, "rescue", "stream me", "shared-chat", **options))
-    assert reassembled(events) == "You said: stream me"
+    assert streamed_text(events) == "You said: stream me"
     assert events[-1] == "[DONE]"
     # ... or by an error event in place of its first chunk.
     fake.control.break_stream_next(after_chunks=0)
     events = streamed(chat(server, "rescue", "stream again", "shared-chat", stream=True))
-    assert reassembled(events) == "You said: stream again"
+    assert streamed_text(events) == "You said: stream again"
     assert fake.control.count(UPSTREAM_CHAT) == 3 + 2 + 1
 
     # Healthy again: openai answers again.
     back = chat(server, "rescue", "you are back", "shared-chat")
     assert back.json()["choices"][0]["message"]["content"] == "Echo: you are back"
     back_streamed = streamed(chat(server, "rescue", "streaming too", "shared-chat", stream=True))
-    assert reassembled(back_streamed) == "Echo: streaming too"
+    assert streamed_text(back_streamed) == "Echo: streaming too"
 
     # Each call is metered as answered by the provider that answered it.
     assert requests_metric(server, "rescue", "shared-chat", "openai") == 3
