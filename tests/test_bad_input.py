@@ -435,7 +435,8 @@ def test_connections_beyond_the_cap_are_answered_503(server: Server) -> None:
     try:
         time.sleep(0.1)  # accepted by the server
         refused = exchange(server, request("/healthz", "Connection: close\r\n"))
-        assert refused.status == 503
+        refused.problem(503, "connection limit")
+        assert refused.headers["retry-after"] == "1"
     finally:
         for conn in idle:
             conn.sock.close()

@@ -89,7 +89,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._close_after_response = False
         self._refused = False
         # A refusal of a pipelined request, written once the responses before it are out.
-        self._refusal: tuple[HTTPStatus, str] | None = None
+        self._refusal: tuple[HTTPStatus, str, int | None] | None = None
 
     # -- the transport's events
 
@@ -146,6 +146,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._refuse(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"the request body exceeds {self.limits.max_body_bytes} bytes",
+            )
+            return
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            # uvicorn's own answer here is a plain-text 503; every error is a problem document.
+            self._refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"the server is at its connection limit ({limit}, server.max_connections): "
+                "retry shortly",
+                retry_after_s=1,
             )
             return
         super().on_headers_complete()
@@ -223,17 +233,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             logger.warning("closed a connection from %s: %s", _client(self.client), detail)
             self.transport.close()
 
-    def _refuse(self, status: HTTPStatus, detail: str) -> None:
+    def _refuse(self, status: HTTPStatus, detail: str, retry_after_s: int | None = None) -> None:
         """Answer a problem document outside the application and close the connection."""
         self._refused = True
         logger.warning("refused a request from %s: %s", _client(self.client), detail)
         if self._responding() and not self.cycle.disconnected:
             # A pipelined request: answered after the responses before it.
-            self._refusal = (status, detail)
+            self._refusal = (status, detail, retry_after_s)
         else:
-            self._write_refusal(status, detail)
+            self._write_refusal(status, detail, retry_after_s)
 
-    def _write_refusal(self, status: HTTPStatus, detail: str) -> None:
+    def _write_refusal(
+        self, status: HTTPStatus, detail: str, retry_after_s: int | None = None
+    ) -> None:
         request_id = uuid.uuid4().hex
         # The request's target (as far as it came), without its query.
         path = getattr(self, "url", b"").partition(b"?")[0].decode("latin-1")
@@ -247,6 +259,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             b"x-request-id: " + request_id.encode(),
             b"connection: close",
         ]
+        if retry_after_s is not None:
+            lines.append(b"retry-after: " + str(retry_after_s).encode())
         self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
         self.transport.close()
 
