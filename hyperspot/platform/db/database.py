@@ -23,14 +23,18 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pony.orm import Database, db_session
+from pony.orm import Database, db_session, select
 from pony.orm.dbproviders.sqlite import SQLiteDatetimeConverter
 
 from hyperspot.platform.config import DatabaseSettings
 from hyperspot.platform.db.faults import DatabaseUnavailableError, is_unavailable
-from hyperspot.platform.db.session import ScopedSession, check_scoping
+from hyperspot.platform.db.session import (
+    ScopedSession,
+    TenantScoped,
+    check_scoping,
+)
 from hyperspot.platform.db.urls import DatabaseError, DatabaseUrl, parse_database_url
 from hyperspot.platform.errors import HyperspotError
 from hyperspot.platform.security import SecurityContext
@@ -202,6 +206,70 @@ class PlatformDatabase:
                 f"the database at {self.url.where} is unavailable: {_first_line(error)}"
             ) from error
 
+    async def purge_tenant(self, tenant_id: str, reason: str) -> dict[str, int]:
+        """Delete every row of ``tenant_id`` from every tenant table, in one system transaction.
+
+        Returns the number of rows deleted per table. See ``purge_tenant_rows``.
+        """
+        return await self.run_system(
+            f"purge tenant '{tenant_id}': {reason}",
+            lambda session: self.purge_tenant_rows(session, tenant_id, reason),
+        )
+
+    def purge_tenant_rows(
+        self, session: ScopedSession, tenant_id: str, reason: str
+    ) -> dict[str, int]:
+        """Delete every row of ``tenant_id`` from every tenant table, inside the current unit.
+
+        The tables are those of every TenantScoped entity defined on ``schema`` in this process,
+        so no module has to remember to clean up after a deleted tenant. Run inside a scoped unit
+        (a tenant's deletion, which commits or rolls back with its data), the purge is system
+        work all the same: it is logged, and on PostgreSQL row-level security is lifted for the
+        purge alone (``hyperspot.system``, transaction-local) and restored after it. Rows of the
+        tenant that this unit loaded earlier are stale afterwards: purge last.
+        """
+        if not tenant_id:
+            raise HyperspotError("purge_tenant needs a tenant id: an empty one names no tenant")
+        if session.database is not self.schema:
+            raise HyperspotError("purge_tenant_rows runs inside a unit of work of this database")
+        logger.info("system database access: purge tenant '%s': %s", tenant_id, reason)
+        postgres = self.url.backend == "postgres"
+        if postgres:
+            self._set_system_flag(True)
+        try:
+            deleted = {
+                entity._table_: _delete_rows_of(entity, tenant_id)
+                for entity in self.tenant_entities()
+            }
+        finally:
+            if postgres:
+                self._set_system_flag(session.security.system)
+        logger.info(
+            "purged tenant '%s': %s",
+            tenant_id,
+            ", ".join(f"{table}: {count}" for table, count in deleted.items()) or "no tables",
+        )
+        return deleted
+
+    def tenant_entities(self) -> list[type[Any]]:
+        """Every TenantScoped entity mapped here that owns a table, sorted by table."""
+        if not self.mapped:
+            raise HyperspotError("the database is not ready: entities are mapped after migrations")
+        # Entities that inherit one another share their root's table: purge each table once.
+        roots = {
+            entity._root_
+            for entity in self.schema.entities.values()
+            if issubclass(entity, TenantScoped)
+        }
+        return sorted(roots, key=lambda entity: str(entity._table_))
+
+    def _set_system_flag(self, system: bool) -> None:
+        self.schema.execute(
+            "SELECT set_config('hyperspot.system', $system, true)",
+            {},
+            {"system": "on" if system else "off"},
+        )
+
     def _set_rls_scope(self, security: SecurityContext) -> None:
         # Transaction-local settings read by the row-level security policies. db.execute opens
         # the transaction (a plain select would run in autocommit and lose them at once).
@@ -284,6 +352,12 @@ class PlatformDatabase:
         if self.mapped:
             with contextlib.suppress(Exception):
                 self.schema.disconnect()
+
+
+def _delete_rows_of(entity: type[Any], tenant_id: str) -> int:
+    # Pony's bulk delete: one DELETE ... WHERE tenant_id = <bound parameter>, no rows loaded.
+    query = select(row for row in entity).filter(lambda row: row.tenant_id == tenant_id)
+    return int(query.delete(bulk=True))
 
 
 def _first_line(error: BaseException) -> str:

@@ -3,9 +3,10 @@
 A caller acts from its tenant (``security.tenant_id``, the tenant acted in) downwards: it reads and
 renames that tenant and every tenant below it, creates tenants under any of them, and suspends,
 resumes or deletes only tenants strictly below it. So nobody suspends or deletes their own tenant,
-and the root, which is below no tenant, is never suspended or deleted. A tenant outside the
-caller's subtree is answered exactly like a missing one. Every administrative action, refused ones
-included, is recorded in the audit log of the caller's tenant.
+and the root, which is below no tenant, is never suspended or deleted. Deleting a tenant deletes
+its data in every module (its rows in every tenant table) in the same transaction. A tenant outside
+the caller's subtree is answered exactly like a missing one. Every administrative action, refused
+ones included, is recorded in the audit log of the caller's tenant.
 """
 
 from __future__ import annotations
@@ -261,6 +262,13 @@ class TenantsService:
             if session.find(tenant, parent_id=row.id).for_update()[:1]:
                 raise TenantHasChildrenError(tenant_id)
             row.delete()
+            # The tenant's data goes with it, in this transaction: a tenant is either there with
+            # its data or gone with it, and a tenant created later under the same id starts
+            # empty. Its own audit log goes too; the record of this deletion is written after
+            # it, in the caller's tenant.
+            self.database.purge_tenant_rows(
+                session, tenant_id, f"tenant deleted by '{security.subject}'"
+            )
 
         await self._administer(
             security, "tenants.delete", tenant_id, origin, lambda: self.database.run(security, work)
