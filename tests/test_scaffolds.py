@@ -72,6 +72,8 @@ def test_generated_modules_pass_check_and_serve(
         ["gw", "--kind", "gateway"],
         ["echo", "--kind", "plugin", "--implements", "gw"],
         ["stock", "--kind", "regular"],
+        # A provider of the built-in ai gateway: its own tests run a server of the project.
+        ["llm", "--kind", "plugin", "--implements", "ai"],
     ):
         result = new(project, *args)
         assert result.exit_code == 0, result.output
@@ -99,15 +101,14 @@ def test_generated_modules_pass_check_and_serve(
     config["modules_path"] = [str((project / p).resolve()) for p in config["modules_path"]]
     server = launcher.start(secured_config(database.url.url, config))
     health = {m["name"]: m for m in server.client.get("/health").json()["modules"]}
-    assert {name: health[name]["state"] for name in ("gw", "echo", "stock")} == dict.fromkeys(
-        ("gw", "echo", "stock"), "ready"
-    )
+    ours = ("gw", "echo", "stock", "llm")
+    assert {name: health[name]["state"] for name in ours} == dict.fromkeys(ours, "ready")
     paths = server.client.get("/openapi.json").json()["paths"]
     assert paths["/stock/v1/items"]["post"]["x-hyperspot-permission"] == "stock:write"
     assert paths["/stock/v1/items/{item_id}"].keys() == {"get", "patch", "delete"}
     assert paths["/gw/v1/plugins"]["get"]["x-hyperspot-permission"] == "gw:read"
     assert paths["/gw/v1/calls"]["post"]["x-hyperspot-permission"] == "gw:call"
-    assert not [path for path in paths if path.startswith("/echo/")]  # plugins have no REST
+    assert not [path for path in paths if path.startswith(("/echo/", "/llm/"))]  # no REST
 
     member = bearer("root", subject="ann", roles=("member",))
     created = server.client.post("/stock/v1/items", json={"name": "first"}, headers=member)
@@ -124,28 +125,48 @@ def test_generated_modules_pass_check_and_serve(
         "version": "v1.0",
         "failures": [],
     }
+    # The ai gateway routes the provider's model to it, plain and streamed.
+    models = server.client.get("/ai/v1/models", headers=member).json()["data"]
+    assert {"id": "llm-chat", "kind": "chat", "providers": ["llm"]}.items() <= next(
+        model for model in models if model["id"] == "llm-chat"
+    ).items()
+    body = {"model": "llm-chat", "messages": [{"role": "user", "content": "Hi"}]}
+    answered = server.client.post("/ai/v1/chat/completions", json=body, headers=member)
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["choices"][0]["message"]["content"] == "Llm heard: Hi"
+    streamed = server.client.post(
+        "/ai/v1/chat/completions", json={**body, "stream": True}, headers=member
+    )
+    assert streamed.status_code == 200, streamed.text
+    assert '"content":" heard:"' in streamed.text and streamed.text.endswith("data: [DONE]\n\n")
 
 
 # What `new` writes.
 
 
 @pytest.mark.parametrize(
-    ("gateway", "plugin", "regular"),
+    ("gateway", "plugin", "regular", "provider"),
     [
-        ("a", "a_b", "x2"),
-        ("x10", "x2", "zz"),
-        ("zzz", "aaa", "b1"),
-        ("g" * MAX_NAME_LENGTH, "p" * MAX_NAME_LENGTH, "r" * MAX_NAME_LENGTH),
+        ("a", "a_b", "x2", "b"),
+        ("x10", "x2", "zz", "ai_x2"),
+        ("zzz", "aaa", "b1", "zz_top"),
+        (
+            "g" * MAX_NAME_LENGTH,
+            "p" * MAX_NAME_LENGTH,
+            "r" * MAX_NAME_LENGTH,
+            "q" * MAX_NAME_LENGTH,
+        ),
     ],
 )
 def test_generated_code_is_ruff_clean_whatever_the_names(
-    tmp_path: Path, gateway: str, plugin: str, regular: str
+    tmp_path: Path, gateway: str, plugin: str, regular: str, provider: str
 ) -> None:
     # Import order and line breaks depend on the names: ruff must find nothing to change.
     for args in (
         [gateway, "--kind", "gateway"],
         [plugin, "--kind", "plugin", "--implements", gateway],
         [regular, "--kind", "regular"],
+        [provider, "--kind", "plugin", "--implements", "ai"],
     ):
         assert new(tmp_path, *args).exit_code == 0
     for command in (["format", "--check", "--diff"], ["check"]):
@@ -249,9 +270,9 @@ def test_an_existing_module_is_kept_unless_forced(tmp_path: Path) -> None:
 
 
 def test_plugins_need_an_existing_gateway(tmp_path: Path) -> None:
-    assert "no gateway module 'gw'" in one_error_line(
-        new(tmp_path, "echo", "--kind", "plugin", "--implements", "gw")
-    )
+    line = one_error_line(new(tmp_path, "echo", "--kind", "plugin", "--implements", "gw"))
+    assert "no gateway module 'gw'" in line
+    assert "none yet; built in: ai" in line
     assert new(tmp_path, "stock", "--kind", "regular").exit_code == 0
     before = snapshot(tmp_path)
     assert "not a gateway" in one_error_line(
@@ -265,8 +286,45 @@ def test_plugins_need_an_existing_gateway(tmp_path: Path) -> None:
     )
     # Without a terminal there is nobody to ask: say what is missing.
     line = one_error_line(new(tmp_path, "echo", "--kind", "plugin"))
-    assert "--implements GATEWAY" in line and "none yet" in line
+    assert "--implements GATEWAY" in line and "none yet; built in: ai" in line
     assert snapshot(tmp_path) == before
+
+
+def test_a_provider_of_the_built_in_ai_gateway(tmp_path: Path) -> None:
+    result = new(tmp_path, "my_llm", "--kind", "plugin", "--implements", "ai")
+    assert result.exit_code == 0, result.output
+    assert "models: my-llm-chat, at /ai/v1/chat/completions" in result.output
+    module = tmp_path / "modules" / "my_llm"
+    declaration = (module / "module.py").read_text()
+    assert "from hyperspot.modules.ai.contract import AI_PROVIDERS" in declaration
+    assert 'name="my_llm"' in declaration and 'INSTANCE = "hx.app.my_llm.plugin.v1"' in declaration
+    assert 'depends_on=("types_registry",)' in declaration  # the gateway need not start first
+    assert 'default=("my-llm-chat",)' in (module / "config.py").read_text()
+    provider = (module / "domain" / "provider.py").read_text()
+    assert "class MyLlmProvider:" in provider and "async def chat_stream(" in provider
+    assert "TODO" not in provider and "NotImplementedError" not in provider
+    # The only module of the platform it imports is the gateway's contract.
+    imported = {
+        line.split()[1]
+        for path in module.rglob("*.py")
+        for line in path.read_text().splitlines()
+        if line.startswith(("from hyperspot.modules.", "import hyperspot.modules."))
+    }
+    assert imported == {
+        "hyperspot.modules.ai.contract",
+        "hyperspot.modules.types_registry.contract",
+    }
+    assert (tmp_path / "tests" / "test_my_llm.py").is_file()
+    api_tests = (tmp_path / "tests" / "test_my_llm_api.py").read_text()
+    assert '"/ai/v1/chat/completions"' in api_tests and "stream=True" in api_tests
+    # A gateway of the project keeps its plugin template; an unknown built-in is no template.
+    assert new(tmp_path, "gw", "--kind", "gateway").exit_code == 0
+    assert new(tmp_path, "echo", "--kind", "plugin", "--implements", "gw").exit_code == 0
+    assert (
+        "from gw.contract import PLUGIN_SLOT" in (tmp_path / "modules/echo/module.py").read_text()
+    )
+    with pytest.raises(ScaffoldError, match="not a built-in gateway"):
+        Scaffold(Kind.PLUGIN, "echo2", "gw", builtin_gateway=True)
 
 
 def test_a_gateway_without_the_plugin_contract_is_not_one(tmp_path: Path) -> None:
@@ -296,12 +354,16 @@ def test_a_plugin_asks_for_its_gateway_on_a_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(new_cli, "_interactive", lambda: True)
-    assert "make one first" in one_error_line(new(tmp_path, "echo", "--kind", "plugin"))
+    # No gateway in the project: the built-in one is the only choice, and the default.
+    result = new(tmp_path, "llm", "--kind", "plugin", stdin="\n")
+    assert result.exit_code == 0, result.output
+    assert "Gateway to implement (ai (built in)) [ai]" in result.output
+    assert (tmp_path / "modules" / "llm" / "domain" / "provider.py").is_file()
     assert new(tmp_path, "gw", "--kind", "gateway").exit_code == 0
     assert new(tmp_path, "hub", "--kind", "gateway").exit_code == 0
     result = new(tmp_path, "echo", "--kind", "plugin", stdin="hub\n")
     assert result.exit_code == 0, result.output
-    assert "Gateway to implement (gw, hub)" in result.output
+    assert "Gateway to implement (gw, hub, ai (built in))" in result.output
     module = (tmp_path / "modules" / "echo" / "module.py").read_text()
     assert 'depends_on=("hub", "types_registry")' in module
     assert "from hub.contract import PLUGIN_SLOT" in module
@@ -441,11 +503,12 @@ def test_first_party_imports_are_sorted_like_ruff() -> None:
 
 
 def test_every_kind_renders_its_layers() -> None:
-    for kind in Kind:
-        files = Scaffold(kind, "demo", "gw" if kind is Kind.PLUGIN else None).render()
+    scaffolds = [Scaffold(kind, "demo", "gw" if kind is Kind.PLUGIN else None) for kind in Kind]
+    for scaffold in [*scaffolds, Scaffold(Kind.PLUGIN, "demo", "ai", builtin_gateway=True)]:
+        files = scaffold.render()
         names = {str(path) for path in files}
         for layer in ("module.py", "config.py", "contract", "domain", "api", "infra"):
-            assert any(n.startswith(f"modules/demo/{layer}") for n in names), (kind, layer)
+            assert any(n.startswith(f"modules/demo/{layer}") for n in names), (scaffold, layer)
         assert {"tests/test_demo.py", "tests/test_demo_api.py"} <= names
         assert all("${" not in text for text in files.values())
 

@@ -10,7 +10,13 @@ import typer
 from rich.text import Text
 
 from hyperspot.cli.common import fail, out
-from hyperspot.scaffolds.render import Kind, ScaffoldError, find_gateways
+from hyperspot.scaffolds.render import (
+    BUILTIN_GATEWAYS,
+    Kind,
+    ScaffoldError,
+    find_gateways,
+    gateways_listed,
+)
 
 
 def _say(line: str) -> None:
@@ -24,17 +30,13 @@ def _interactive() -> bool:
 
 def _ask_gateway(project: Path) -> str:
     """On a terminal, ask which gateway a plugin implements; elsewhere, refuse."""
-    gateways = find_gateways(project / "modules")
-    listed = ", ".join(gateways) or "none yet"
+    modules = project / "modules"
     if not _interactive():
-        raise fail(f"--kind plugin needs --implements GATEWAY (gateways here: {listed})")
-    if not gateways:
-        raise fail(
-            f"no gateway module in {project / 'modules'}: make one first with "
-            "`hyperspot new NAME --kind gateway`"
-        )
+        raise fail(f"--kind plugin needs --implements GATEWAY ({gateways_listed(modules)})")
+    choices = [*find_gateways(modules), *BUILTIN_GATEWAYS]
+    listed = ", ".join(f"{g} (built in)" if g in BUILTIN_GATEWAYS else g for g in choices)
     answer: str = typer.prompt(
-        f"Gateway to implement ({listed})", default=gateways[0] if len(gateways) == 1 else None
+        f"Gateway to implement ({listed})", default=choices[0] if len(choices) == 1 else None
     )
     return answer.strip()
 
@@ -68,7 +70,12 @@ def new(
     ] = Path("."),
     implements: Annotated[
         str | None,
-        typer.Option(help="The gateway a plugin implements (asked for on a terminal if omitted)."),
+        typer.Option(
+            help=(
+                "The gateway a plugin implements: a gateway module of the project, or a built-in "
+                "one (ai: an AI provider for the ai gateway). Asked for on a terminal if omitted."
+            )
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a module (and its tests) of that name.")
@@ -95,6 +102,8 @@ def new(
         _say("  pyproject.toml: ruff, mypy, pytest and coverage settings")
     for note in planned.notes:
         _say(f"note: {note}")
+    if planned.scaffold.builtin_gateway and planned.scaffold.gateway == "ai":
+        _say(f"models: {planned.scaffold.values['slug']}-chat, at /ai/v1/chat/completions")
     where = "" if project == Path.cwd().resolve() else f" (in {project})"
     _say(f"next{where}: `hyperspot check`, then `hyperspot up --config hyperspot.yaml`")
     if kind is Kind.GATEWAY:

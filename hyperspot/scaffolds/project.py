@@ -20,11 +20,12 @@ from typing import Any
 import yaml
 
 from hyperspot.scaffolds.render import (
+    BUILTIN_GATEWAYS,
     Kind,
     Scaffold,
     ScaffoldError,
     check_name,
-    find_gateways,
+    gateways_listed,
     is_gateway,
     render_project,
 )
@@ -73,11 +74,12 @@ def plan(
         raise ScaffoldError(f"{project} is not a folder")
     modules_dir = project / MODULES_DIR
     check_name(name, modules_dir)
+    builtin = False
     if kind is Kind.PLUGIN:
-        gateway = _checked_gateway(modules_dir, name, gateway)
+        gateway, builtin = _checked_gateway(modules_dir, name, gateway)
     elif gateway is not None:
         raise ScaffoldError(f"--implements is for --kind plugin, not --kind {kind.value}")
-    scaffold = Scaffold(kind, name, gateway)
+    scaffold = Scaffold(kind, name, gateway, builtin_gateway=builtin)
     files = scaffold.render()
     result = Plan(project, scaffold, files, _config_text(project), _pyproject_text(project))
     existing = [t for t in result.targets()[:1] + _test_files(files) if (project / t).exists()]
@@ -95,23 +97,25 @@ def _test_files(files: dict[PurePosixPath, str]) -> list[PurePosixPath]:
     return [p for p in files if p.parts[0] == "tests"]
 
 
-def _checked_gateway(modules_dir: Path, name: str, gateway: str | None) -> str:
+def _checked_gateway(modules_dir: Path, name: str, gateway: str | None) -> tuple[str, bool]:
+    """The gateway a plugin implements, and whether it is one of the platform's own."""
     if gateway is None:
-        found = ", ".join(find_gateways(modules_dir)) or "none yet"
         raise ScaffoldError(
-            f"--kind plugin needs --implements GATEWAY (gateways in {modules_dir}: {found})"
+            f"--kind plugin needs --implements GATEWAY ({gateways_listed(modules_dir)})"
         )
     if gateway == name:
         raise ScaffoldError(f"plugin {name!r} cannot implement itself")
     if not (modules_dir / gateway).is_dir():
-        found = ", ".join(find_gateways(modules_dir)) or "none"
-        raise ScaffoldError(f"no gateway module {gateway!r} in {modules_dir} (gateways: {found})")
+        # No module of that name in the project (whose own would come first): a built-in one?
+        if gateway in BUILTIN_GATEWAYS:
+            return gateway, True
+        raise ScaffoldError(f"no gateway module {gateway!r} ({gateways_listed(modules_dir)})")
     if not is_gateway(modules_dir / gateway):
         raise ScaffoldError(
             f"module {gateway!r} in {modules_dir} is not a gateway made by `hyperspot new "
             "--kind gateway`: its contract lacks the plugin contract (PLUGIN_SLOT and its Protocol)"
         )
-    return gateway
+    return gateway, False
 
 
 # The project's files.

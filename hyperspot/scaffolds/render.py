@@ -30,6 +30,8 @@ LINE_LENGTH = 100
 LAYOUT_NAMES = frozenset({"modules", "tests", "test", "conftest", "hyperspot", "setup", "noxfile"})
 # What a gateway's contract defines and the plugin templates use; "{}" is the gateway's PascalName.
 GATEWAY_CONTRACT = ("PLUGIN_SLOT", "{}Plugin", "{}Request", "{}Answer", "{}RefusedError", "{}Api")
+# The platform's own gateways that accept plugins from a project: each with its plugin template.
+BUILTIN_GATEWAYS = {"ai": "ai_provider"}
 
 
 class Kind(StrEnum):
@@ -110,6 +112,19 @@ class Scaffold:
     kind: Kind
     name: str
     gateway: str | None = None
+    # A plugin of one of the platform's gateways (BUILTIN_GATEWAYS), not of a project's own.
+    builtin_gateway: bool = False
+
+    def __post_init__(self) -> None:
+        if self.builtin_gateway and self.gateway not in BUILTIN_GATEWAYS:
+            raise ScaffoldError(f"{self.gateway!r} is not a built-in gateway that takes plugins")
+
+    @property
+    def template(self) -> str:
+        """The folder of ``templates/`` this module is rendered from."""
+        if self.builtin_gateway and self.gateway is not None:
+            return BUILTIN_GATEWAYS[self.gateway]
+        return self.kind.value
 
     @property
     def values(self) -> dict[str, str]:
@@ -118,6 +133,8 @@ class Scaffold:
             "Name": pascal(self.name),
             "NAME": self.name.upper(),
             "title": self.name.replace("_", " ").capitalize(),
+            # Model ids take no '_' (MODEL_ID_PATTERN of the ai contract): dashes instead.
+            "slug": self.name.replace("_", "-"),
         }
         if self.gateway is not None:
             values |= {"gateway": self.gateway, "Gateway": pascal(self.gateway)}
@@ -125,11 +142,13 @@ class Scaffold:
 
     @property
     def first_party(self) -> frozenset[str]:
-        return frozenset(filter(None, (self.name, self.gateway)))
+        # A built-in gateway is imported from the hyperspot package: third-party in a project.
+        gateway = None if self.builtin_gateway else self.gateway
+        return frozenset(filter(None, (self.name, gateway)))
 
     def render(self) -> dict[PurePosixPath, str]:
         """Every generated file, by its path relative to the project folder."""
-        root = resources.files("hyperspot.scaffolds").joinpath("templates", self.kind.value)
+        root = resources.files("hyperspot.scaffolds").joinpath("templates", self.template)
         files: dict[PurePosixPath, str] = {}
         for relative, template in _walk(root, PurePosixPath()):
             target = _target(relative, self.name)
@@ -240,3 +259,9 @@ def find_gateways(modules_dir: Path) -> list[str]:
     if not modules_dir.is_dir():
         return []
     return sorted(p.name for p in modules_dir.iterdir() if p.is_dir() and is_gateway(p))
+
+
+def gateways_listed(modules_dir: Path) -> str:
+    """The gateways a plugin may implement, for messages: the project's, then the built-in ones."""
+    found = ", ".join(find_gateways(modules_dir)) or "none yet"
+    return f"gateways in {modules_dir}: {found}; built in: {', '.join(BUILTIN_GATEWAYS)}"
