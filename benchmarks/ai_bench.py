@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import secrets
@@ -29,14 +28,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
-from http_bench import free_port, machine, server_process, show
+from http_bench import free_port, server_process, show, write_report
 from rich.table import Table
 
 from hyperspot.platform.auth import issue_token
@@ -238,13 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     show(table)
     if args.json:
-        report = {
-            "at": datetime.now(UTC).isoformat(),
-            "machine": machine(),
-            "settings": vars(args) | {"json": str(args.json)},
-            "results": [asdict(r) for r in results],
-        }
-        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        write_report(args.json, args, results)
 
 
 if __name__ == "__main__":

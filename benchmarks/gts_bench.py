@@ -19,18 +19,16 @@ and max per operation; ``--json FILE`` also writes them with the machine and set
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from http_bench import machine, server_process, show
+from http_bench import server_process, show, write_report
 from rich.table import Table
 
 from hyperspot.platform.gts import GtsEntity, GtsStore
@@ -222,13 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         table.add_row(r.operation, r.where, f"{r.p50_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.max_ms:.3f}")
     show(table)
     if args.json:
-        report = {
-            "at": datetime.now(UTC).isoformat(),
-            "machine": machine(),
-            "settings": vars(args) | {"json": str(args.json)},
-            "results": [asdict(r) for r in results],
-        }
-        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        write_report(args.json, args, results)
 
 
 if __name__ == "__main__":

@@ -199,6 +199,17 @@ def raise_fd_limit(needed: int) -> int:
     return soft
 
 
+def write_report(path: Path, args: argparse.Namespace, results: Sequence[Any]) -> None:
+    """``results`` (dataclasses) as JSON at ``path``, with the time, machine and settings."""
+    report = {
+        "at": datetime.now(UTC).isoformat(),
+        "machine": machine(),
+        "settings": vars(args) | {"json": str(path)},
+        "results": [asdict(r) for r in results],
+    }
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
 def machine() -> dict[str, Any]:
     """What to record with any figures: the load generator shares the machine with the server."""
     return {
