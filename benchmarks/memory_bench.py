@@ -16,6 +16,12 @@ of its span, so it grows for that long whatever else happens.
     python benchmarks/memory_bench.py idle --imports
     python benchmarks/memory_bench.py --disable ai --disable ai_demo idle  # a module's idle cost
     python benchmarks/memory_bench.py soak --duration 1800 --interval 10 --json soak.json
+
+``window``: in process, the memory (tracemalloc) of the ``/admin/stats`` request window holding
+``--requests`` requests spread over ``--tenants`` tenants and 20 routes, the time to record one,
+and the time of a report over all of them.
+
+    python benchmarks/memory_bench.py window --requests 500000
 """
 
 from __future__ import annotations
@@ -337,6 +343,59 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_window(args: argparse.Namespace) -> dict[str, Any]:
+    import gc
+    import random
+    import tracemalloc
+
+    from hyperspot.platform.observability.metrics import RequestWindow, Sample, ThresholdLookup
+
+    rng = random.Random(7)
+    start = time.time() - 60
+    # Names are shared as in the server (route templates, cached identities); each request's
+    # Sample is made inside the measured part, as the server makes one per request.
+    routes = [(f"module{n % 5}", f"/module{n % 5}/v1/things/{n}") for n in range(20)]
+    tenants = [f"tenant-{n:05d}" for n in range(args.tenants)]
+    durations = [rng.lognormvariate(1.5, 0.8) for _ in range(args.requests)]
+    picks = [(rng.randrange(len(routes)), rng.randrange(len(tenants))) for _ in durations]
+    gc.collect()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    window = RequestWindow(3600)
+    began = time.perf_counter()
+    for n, (route, tenant) in enumerate(picks):
+        window.add(
+            Sample(
+                at=start + n * 60 / args.requests,
+                module=routes[route][0],
+                method="GET",
+                route=routes[route][1],
+                status=500 if n % 97 == 0 else 200,
+                tenant=tenants[tenant],
+                duration_ms=durations[n],
+            )
+        )
+    add_s = time.perf_counter() - began
+    gc.collect()
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    began = time.perf_counter()
+    report = window.report(window_minutes=5, thresholds=ThresholdLookup({}), modules=[])
+    report_s = time.perf_counter() - began
+    result = {
+        "requests": len(window),
+        "tenants": args.tenants,
+        "held_mb": round((held - before) / 1e6, 2),
+        "bytes_per_request": round((held - before) / len(window), 1),
+        "add_us": round(add_s / args.requests * 1e6, 2),
+        "report_ms": round(report_s * 1000, 1),
+        "routes_reported": len(report.routes),
+    }
+    for key, value in result.items():
+        print(f"{key:>18}  {value}")
+    return result
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--load-worker", help=argparse.SUPPRESS)  # internal: the soak's load
@@ -372,9 +431,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     soak.add_argument(
         "--rate", type=float, default=20, help="load cycles per second, 4 requests each (20)"
     )
+    window = commands.add_parser("window", help="memory of the /admin/stats request window")
+    window.add_argument("--requests", type=int, default=500_000, help="requests held (500000)")
+    window.add_argument("--tenants", type=int, default=1000, help="distinct tenants (1000)")
     args = parser.parse_args(argv)
     if args.load_worker is None and args.command is None:
-        parser.error("choose a command: idle or soak")
+        parser.error("choose a command: idle, soak or window")
     if args.command == "soak" and args.warmup is None:
         args.warmup = args.duration / 5
     return args
@@ -390,7 +452,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     started = datetime.now(UTC).isoformat(timespec="seconds")
     before = machine()
-    result = run_idle(args) if args.command == "idle" else run_soak(args)
+    runs = {"idle": run_idle, "soak": run_soak, "window": run_window}
+    result = runs[args.command](args)
     if args.json:
         document = {
             "date": started,

@@ -207,6 +207,51 @@ def test_window_percentiles_and_thresholds() -> None:
     assert window.report(window_minutes=5, thresholds=ThresholdLookup({}), modules=[]).requests <= 1
 
 
+def test_window_filters_by_tenant_module_and_route() -> None:
+    window = RequestWindow(600)
+    now = time.time()
+    for tenant, module, route, status in [
+        ("acme", "notes", "/n", 200),
+        ("acme", "notes", "/n", 503),
+        ("globex", "notes", "/n", 200),
+        ("globex", "hello", "/h", 200),
+    ]:
+        window.add(Sample(now, module, "GET", route, status, tenant, 5.0))
+    lookup = ThresholdLookup({})
+
+    def report(**filters: str) -> Any:
+        return window.report(window_minutes=5, thresholds=lookup, modules=[], **filters)
+
+    acme = report(tenant="acme")
+    assert (acme.requests, acme.error_rate) == (2, 0.5)
+    assert [(t.tenant, t.requests, t.errors) for t in acme.tenants] == [("acme", 2, 1)]
+    assert [r.route for r in report(module="hello").routes] == ["/h"]
+    assert report(route="/n", tenant="globex").requests == 1
+    assert report(tenant="nobody").requests == 0
+    everyone = report()
+    assert [(r.module, r.requests, r.errors) for r in everyone.routes] == [
+        ("hello", 1, 0),
+        ("notes", 3, 1),
+    ]
+
+
+def test_window_frees_expired_requests_and_stays_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyperspot.platform.observability import metrics
+
+    monkeypatch.setattr(metrics, "CHUNK", 4)
+    monkeypatch.setattr(metrics, "MAX_SAMPLES", 12)
+    window = RequestWindow(10)
+    for second in range(10):
+        window.add(Sample(1000.0 + second, "m", "GET", "/r", 200, "t", 1.0))
+    assert len(window) == 10
+    window.add(Sample(1015.0, "m", "GET", "/r", 200, "t", 1.0))  # 1000-1004 leave the span
+    assert len(window) == 6
+    for second in range(20):  # all within the span: only the cap removes them
+        window.add(Sample(1016.0 + second / 100, "m", "GET", "/r", 200, "t", 1.0))
+    assert len(window) <= 12
+    assert len(window._chunks) <= 3
+
+
 def test_trace_ring_keeps_the_newest_traces() -> None:
     from opentelemetry.sdk.trace import TracerProvider
 

@@ -7,8 +7,10 @@ labels are bounded: the first ``tenant_labels`` tenants seen get their own label
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
+from array import array
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Sequence
@@ -32,9 +34,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 DB_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1)
 # The window keeps at most this many requests, whatever its length in minutes.
 MAX_SAMPLES = 500_000
+# Requests per block of the window's memory: it is freed a block at a time.
+CHUNK = 4096
 
 
-# Slots: the window holds up to MAX_SAMPLES of these (~145 bytes each instead of ~200).
 @dataclass(frozen=True, slots=True)
 class Sample:
     at: float
@@ -161,18 +164,73 @@ class PlatformMetrics:
         return generate_latest(self.registry)
 
 
+class _Chunk:
+    """Up to ``CHUNK`` requests as columns of machine numbers; ``start`` skips the expired ones."""
+
+    __slots__ = ("at", "duration_ms", "route", "start", "status", "tenant")
+
+    def __init__(self) -> None:
+        self.at = array("d")
+        self.route = array("I")
+        self.tenant = array("I")
+        self.status = array("H")
+        self.duration_ms = array("f")
+        self.start = 0
+
+
 class RequestWindow:
-    """The last ``span_s`` seconds of requests, for windowed rates and percentiles."""
+    """The last ``span_s`` seconds of requests, for windowed rates and percentiles.
+
+    Requests are kept as columns of numbers (22 bytes each, where a ``Sample`` object costs ~145),
+    so a full window of ``MAX_SAMPLES`` holds ~11 MB rather than ~70 and a server's RSS under
+    steady load no longer climbs for an hour. Routes and tenants are stored once each, by number;
+    those tables grow with the routes and tenants seen, not with requests.
+    """
 
     def __init__(self, span_s: float) -> None:
         self.span_s = span_s
-        self._samples: deque[Sample] = deque(maxlen=MAX_SAMPLES)
+        self._chunks: deque[_Chunk] = deque()
+        self._routes: list[tuple[str, str, str]] = []
+        self._route_ids: dict[tuple[str, str, str], int] = {}
+        self._tenants: list[str] = []
+        self._tenant_ids: dict[str, int] = {}
 
     def add(self, sample: Sample) -> None:
-        self._samples.append(sample)
-        horizon = sample.at - self.span_s
-        while self._samples and self._samples[0].at < horizon:
-            self._samples.popleft()
+        route_key = (sample.module, sample.method, sample.route)
+        route_id = self._route_ids.get(route_key)
+        if route_id is None:
+            route_id = self._route_ids[route_key] = len(self._routes)
+            self._routes.append(route_key)
+        tenant_id = self._tenant_ids.get(sample.tenant)
+        if tenant_id is None:
+            tenant_id = self._tenant_ids[sample.tenant] = len(self._tenants)
+            self._tenants.append(sample.tenant)
+        chunks = self._chunks
+        if not chunks or len(chunks[-1].at) == CHUNK:
+            chunks.append(_Chunk())
+            if len(chunks) > MAX_SAMPLES // CHUNK:
+                chunks.popleft()
+        chunk = chunks[-1]
+        chunk.at.append(sample.at)
+        chunk.route.append(route_id)
+        chunk.tenant.append(tenant_id)
+        chunk.status.append(sample.status)
+        chunk.duration_ms.append(sample.duration_ms)
+        self._expire(sample.at - self.span_s)
+
+    def _expire(self, horizon: float) -> None:
+        chunks = self._chunks
+        while chunks:
+            chunk = chunks[0]
+            while chunk.start < len(chunk.at) and chunk.at[chunk.start] < horizon:
+                chunk.start += 1
+            # Only whole chunks are freed, and never the one being filled.
+            if chunk.start < CHUNK or len(chunks) == 1:
+                return
+            chunks.popleft()
+
+    def __len__(self) -> int:
+        return sum(len(chunk.at) - chunk.start for chunk in self._chunks)
 
     def report(
         self,
@@ -186,33 +244,60 @@ class RequestWindow:
     ) -> StatsReport:
         now = time.time()
         window_s = window_minutes * 60
-        chosen = [
-            s
-            for s in self._samples
-            if s.at >= now - window_s
-            and (tenant is None or s.tenant == tenant)
-            and (module is None or s.module == module)
-            and (route is None or s.route == route)
-        ]
-        by_route: dict[tuple[str, str, str], list[Sample]] = {}
-        for sample in chosen:
-            by_route.setdefault((sample.module, sample.method, sample.route), []).append(sample)
-        routes = [
-            _route_stats(key, samples, window_s, thresholds(key[1], key[2]))
-            for key, samples in sorted(by_route.items())
-        ]
-        requests = Tally(s.tenant for s in chosen)
-        errors = Tally(s.tenant for s in chosen if s.status >= 500)
+        since = now - window_s
+        wanted_routes = {
+            route_id
+            for route_id, (route_module, _, route_path) in enumerate(self._routes)
+            if (module is None or route_module == module) and (route is None or route_path == route)
+        }
+        wanted_tenant = None if tenant is None else self._tenant_ids.get(tenant, -1)
+        durations: dict[int, list[float]] = {}
+        route_errors: Tally[int] = Tally()
+        requests: Tally[int] = Tally()
+        errors: Tally[int] = Tally()
+        for chunk in self._chunks:
+            rows = zip(
+                chunk.at[chunk.start :],
+                chunk.route[chunk.start :],
+                chunk.tenant[chunk.start :],
+                chunk.status[chunk.start :],
+                chunk.duration_ms[chunk.start :],
+                strict=True,
+            )
+            for at, route_id, tenant_id, status, duration_ms in rows:
+                if at < since or route_id not in wanted_routes:
+                    continue
+                if wanted_tenant is not None and tenant_id != wanted_tenant:
+                    continue
+                durations.setdefault(route_id, []).append(duration_ms)
+                requests[tenant_id] += 1
+                if status >= 500:
+                    route_errors[route_id] += 1
+                    errors[tenant_id] += 1
+        routes = sorted(
+            (
+                _route_stats(
+                    (key := self._routes[route_id]),
+                    durations[route_id],
+                    route_errors[route_id],
+                    window_s,
+                    thresholds(key[1], key[2]),
+                )
+                for route_id in durations
+            ),
+            key=lambda stats: (stats.module, stats.method, stats.route),
+        )
+        total = requests.total()
         return StatsReport(
             window_minutes=window_minutes,
             generated_at=datetime.fromtimestamp(now, UTC),
-            requests=len(chosen),
-            rate_per_s=round(len(chosen) / window_s, 3),
-            error_rate=_ratio(sum(errors.values()), len(chosen)),
+            requests=total,
+            rate_per_s=round(total / window_s, 3),
+            error_rate=_ratio(errors.total(), total),
             routes=routes,
             tenants=[
-                TenantStats(tenant=name, requests=count, errors=errors[name])
-                for name, count in requests.most_common(10)
+                TenantStats(tenant=self._tenants[number], requests=count, errors=errors[number])
+                for number, count in requests.most_common(10)
             ],
             modules=modules,
         )
@@ -240,24 +325,27 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 
 def _route_stats(
-    key: tuple[str, str, str], samples: list[Sample], window_s: float, threshold_ms: float
+    key: tuple[str, str, str],
+    durations: list[float],
+    errors: int,
+    window_s: float,
+    threshold_ms: float,
 ) -> RouteStats:
     module, method, route = key
-    durations = sorted(s.duration_ms for s in samples)
-    errors = sum(1 for s in samples if s.status >= 500)
+    durations.sort()
     p95 = _percentile(durations, 0.95)
     return RouteStats(
         module=module,
         method=method,
         route=route,
-        requests=len(samples),
-        rate_per_s=round(len(samples) / window_s, 3),
+        requests=len(durations),
+        rate_per_s=round(len(durations) / window_s, 3),
         errors=errors,
-        error_rate=_ratio(errors, len(samples)),
+        error_rate=_ratio(errors, len(durations)),
         p50_ms=_percentile(durations, 0.5),
         p95_ms=p95,
         p99_ms=_percentile(durations, 0.99),
         threshold_ms=threshold_ms,
-        breaches=sum(1 for d in durations if d > threshold_ms),
+        breaches=len(durations) - bisect.bisect_right(durations, threshold_ms),
         over_threshold=p95 > threshold_ms,
     )
