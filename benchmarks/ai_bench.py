@@ -8,10 +8,12 @@ server.
 
 The gateway's overhead of one request is its total time at the client minus the provider's time
 inside it, which the gateway reports in ``Server-Timing: provider;dur=<ms>``: authentication,
-tenant scoping, governance, the quota check, usage recording, metrics and the HTTP hop. Prints
-p50/p95/p99 of overhead and of the totals; ``--json FILE`` also writes them.
+tenant scoping, governance, usage recording, metrics and the HTTP hop, and with ``--quota`` the
+budget's reservation and check (a day's budget too large to run out). Prints p50/p95/p99 of
+overhead and of the totals; ``--json FILE`` also writes them.
 
     python benchmarks/ai_bench.py --requests 2000 --concurrency 10 --latency-ms 20
+    python benchmarks/ai_bench.py --requests 2000 --concurrency 10 --latency-ms 20 --quota
 """
 
 from __future__ import annotations
@@ -177,8 +179,8 @@ def measure(
     return results
 
 
-def server_config(provider_url: str, folder: Path) -> Path:
-    config = {
+def server_config(provider_url: str, folder: Path, *, quota: bool) -> Path:
+    config: dict[str, Any] = {
         "modules": {
             "ai_openai": {
                 "base_url": provider_url,
@@ -191,6 +193,8 @@ def server_config(provider_url: str, folder: Path) -> Path:
             },
         },
     }
+    if quota:
+        config["modules"]["ai"] = {"quota": {"tokens": 10**12, "requests": 10**9}}
     path = folder / "ai-bench.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -204,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--latency-ms", type=float, default=20, help="the fake provider's model time (20)"
     )
+    parser.add_argument(
+        "--quota", action="store_true", help="under a (never exhausted) budget per tenant"
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
     key = secrets.token_urlsafe(24)
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         fake_provider(args.latency_ms, key) as provider_url,
     ):
         env = {
-            "HYPERSPOT_CONFIG": str(server_config(provider_url, Path(folder))),
+            "HYPERSPOT_CONFIG": str(server_config(provider_url, Path(folder), quota=args.quota)),
             "HYPERSPOT_AUTH__JWT__SECRET": secret,
             API_KEY_ENV: key,
         }
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     table = Table(
         title=f"AI gateway: {args.requests} requests per operation, {args.concurrency} "
         f"concurrent, provider latency {args.latency_ms:g} ms"
+        + (", under a quota" if args.quota else "")
     )
     for column in ("operation", "measure", "p50 ms", "p95 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="right" if column.endswith("ms") else "left")

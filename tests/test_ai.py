@@ -49,6 +49,8 @@ POLICIES: dict[str, Any] = {
 QUOTAS: dict[str, Any] = {
     "limited": {"requests": 2},
     "metered": {"tokens": TOKENS_QUOTA, "period": "hour"},
+    "burst": {"requests": 3},
+    "bursttokens": {"tokens": 40},
 }
 
 
@@ -89,6 +91,8 @@ def server(module_launcher: Launcher, module_database: ProvisionedDatabase) -> S
         "counted",
         "leaver",
         "fallback",
+        "burst",
+        "bursttokens",
     ):
         add_tenant(server, tenant)
     return server
@@ -297,6 +301,60 @@ def test_a_stream_stops_at_the_token_budget_and_is_metered(server: Server) -> No
         usage["prompt_tokens"],
         usage["completion_tokens"],
     )
+
+
+def _burst(server: Server, tenant: str, calls: int, **options: Any) -> list[httpx.Response]:
+    """``calls`` slow streamed chats at once (each holds its budget ~0.4 s)."""
+
+    async def all_at_once() -> list[httpx.Response]:
+        body = ask("slow a b c", model="shared-chat", stream=True, **options)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            return list(
+                await asyncio.gather(
+                    *(client.post(CHAT, json=body, headers=member(tenant)) for _ in range(calls))
+                )
+            )
+
+    return asyncio.run(all_at_once())
+
+
+def _settled(server: Server, tenant: str) -> dict[str, Any]:
+    """The tenant's quota status once no call of it is in progress."""
+    status: dict[str, Any] = server.client.get("/ai/v1/quota", headers=member(tenant)).json()
+    totals = usage_of(server, tenant)["totals"]
+    # Every reservation settled: the budget counts exactly what the usage report shows.
+    assert status["tokens_used"] == totals["tokens_in"] + totals["tokens_out"]
+    return status
+
+
+def test_concurrent_calls_cannot_overshoot_the_request_budget(server: Server) -> None:
+    answers = _burst(server, "burst", 8)
+    served = [a for a in answers if a.status_code == 200]
+    refused = [problem(a, 429) for a in answers if a.status_code != 200]
+    assert len(served) + len(refused) == 8
+    assert len(served) <= 3, "concurrent calls went past the request budget"
+    assert {document["rule"] for document in refused} == {"quota.requests"}
+    status = _settled(server, "burst")
+    assert status["requests_used"] == len(served)
+    # What the refused calls reserved was given back: the rest of the budget is usable.
+    for _ in range(3 - len(served)):
+        assert chat(server, "burst", "one more").status_code == 200
+    assert problem(chat(server, "burst", "too many"), 429)["rule"] == "quota.requests"
+
+
+def test_concurrent_calls_cannot_overshoot_the_token_budget(server: Server) -> None:
+    # Each reserves its prompt (~3 tokens) and its max_tokens (6): four fit in 40.
+    answers = _burst(server, "bursttokens", 8, max_tokens=6)
+    served = [a for a in answers if a.status_code == 200]
+    refused = [problem(a, 429) for a in answers if a.status_code != 200]
+    assert len(served) <= 4, "concurrent calls went past the token budget"
+    assert {document["rule"] for document in refused} == {"quota.tokens"}
+    in_progress = [a for a in answers if a.status_code == 429 and "in progress" in a.text]
+    assert all(0 < int(a.headers["retry-after"]) <= 5 for a in in_progress)
+    assert all(streamed_text(stream_events(a)).startswith("flaky:") for a in served)
+    status = _settled(server, "bursttokens")
+    assert status["tokens_used"] <= 40
+    assert status["tokens_used"] == 9 * len(served)  # 4 prompt + 5 completion tokens each
 
 
 # --- usage ---------------------------------------------------------------------------------------
@@ -521,6 +579,31 @@ def test_discovery_may_find_no_plugin() -> None:
         asyncio.run(gateway.discover(_EmptyRegistry(), ClientHub()))
 
 
+def test_a_stream_closed_before_its_first_event_is_still_metered() -> None:
+    from hyperspot.modules.ai.domain.service import _MeteredEvents
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b"data: first"
+
+    async def run(read_first: bool) -> list[str]:
+        metered: list[str] = []
+
+        async def left_unread() -> None:
+            metered.append("left unread")
+
+        stream = _MeteredEvents(cast(Any, events()), left_unread)
+        if read_first:
+            assert [piece async for piece in stream] == [b"data: first"]
+        await stream.aclose()
+        await stream.aclose()
+        return metered
+
+    # Never read (the client left after the headers): metered once, by the wrapper.
+    assert asyncio.run(run(read_first=False)) == ["left unread"]
+    # Read: the events' own ending meters the call, not the wrapper.
+    assert asyncio.run(run(read_first=True)) == []
+
+
 def test_a_failing_producer_ends_the_stream_and_a_disconnect_is_awaited() -> None:
     from hyperspot.platform.gateway.app import _until_disconnected
 
@@ -591,6 +674,7 @@ def test_tenant_sections_replace_only_what_they_name() -> None:
         "period": "month",
         "tokens": 1000,
         "requests": 3,
+        "reserve_tokens": 4096,
     }
     assert config.quota_for("globex").requests is None
 

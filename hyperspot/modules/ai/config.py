@@ -67,6 +67,12 @@ class Quota(BaseModel):
     requests: int | None = Field(
         default=None, ge=0, description="Calls per period; empty: unlimited."
     )
+    reserve_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="Under a token budget, the completion tokens a chat reserves when neither "
+        "the request nor the tenant's policy sets max_tokens; the call is limited to them.",
+    )
 
 
 class AiConfig(BaseModel):

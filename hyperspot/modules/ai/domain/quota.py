@@ -9,9 +9,13 @@ from datetime import datetime, timedelta
 from hyperspot.modules.ai.config import Period, Quota
 from hyperspot.modules.ai.contract import AiQuotaExceededError
 
-# Outcomes that count against the request budget: a provider answered (fully or in part). Calls
-# refused before a provider was reached, and calls every provider failed, are free.
-BILLED_OUTCOMES = frozenset({"ok", "refused", "quota_stopped", "disconnected"})
+# Seconds a call refused for the reservations of calls in progress is told to wait.
+IN_PROGRESS_RETRY_S = 5
+# A call in progress: its row reserves what the call may use until the call ends.
+PENDING = "pending"
+# Outcomes that count against the request budget: a provider answered (fully or in part), or may
+# still. Calls refused before a provider was reached, and calls every provider failed, are free.
+BILLED_OUTCOMES = frozenset({"ok", "refused", "quota_stopped", "disconnected", PENDING})
 
 
 def period_bounds(period: Period, now: datetime) -> tuple[datetime, datetime]:
@@ -42,16 +46,37 @@ class Spent:
 class QuotaSpentError(AiQuotaExceededError):
     """The tenant's budget for the period is spent (rule ``quota.tokens`` or ``quota.requests``)."""
 
-    def __init__(self, rule: str, limit: int, used: int, resets_at: datetime, now: datetime):
+    def __init__(
+        self,
+        rule: str,
+        limit: int,
+        used: int,
+        resets_at: datetime,
+        now: datetime,
+        *,
+        needed: int | None = None,
+    ):
+        what = rule.removeprefix("quota.")
+        if needed is None:
+            state = f"is spent ({used} of {limit})"
+        else:
+            # Admitted, then found over the budget with the calls in progress counted.
+            state = (
+                f"has {max(limit - used, 0)} of {limit} left, counting calls in progress; "
+                f"this call needs {needed}"
+            )
         super().__init__(
-            f"the tenant's {rule.removeprefix('quota.')} budget for this period is spent "
-            f"({used} of {limit}); it resets at {resets_at.isoformat()}Z (rule {rule})"
+            f"the tenant's {what} budget for this period {state}; it resets at "
+            f"{resets_at.isoformat()}Z (rule {rule})"
         )
         self.rule = rule
         self.limit = limit
         self.used = used
         self.resets_at = resets_at
-        self.retry_after_s = max(1, math.ceil((resets_at - now).total_seconds()))
+        until_reset = max(1, math.ceil((resets_at - now).total_seconds()))
+        # Calls in progress give back what they do not use when they end: worth a retry soon.
+        soon = min(IN_PROGRESS_RETRY_S, until_reset)
+        self.retry_after_s = until_reset if needed is None else soon
 
 
 def check_budget(quota: Quota, spent: Spent, resets_at: datetime, now: datetime) -> int | None:
@@ -63,3 +88,23 @@ def check_budget(quota: Quota, spent: Spent, resets_at: datetime, now: datetime)
     if spent.tokens >= quota.tokens:
         raise QuotaSpentError("quota.tokens", quota.tokens, spent.tokens, resets_at, now)
     return quota.tokens - spent.tokens
+
+
+def check_reserved(
+    quota: Quota, spent: Spent, mine: Spent, resets_at: datetime, now: datetime
+) -> None:
+    """Raises when everything reserved and spent, ``mine`` included, is over either budget.
+
+    Each call reserves first and checks after, so of calls admitted together the last to check
+    sees all the others: a budget is never overshot, though at its edge two calls may both be
+    refused where one would have fit.
+    """
+    others = Spent(spent.tokens - mine.tokens, spent.requests - mine.requests)
+    if quota.requests is not None and spent.requests > quota.requests:
+        raise QuotaSpentError(
+            "quota.requests", quota.requests, others.requests, resets_at, now, needed=1
+        )
+    if quota.tokens is not None and spent.tokens > quota.tokens:
+        raise QuotaSpentError(
+            "quota.tokens", quota.tokens, others.tokens, resets_at, now, needed=mine.tokens
+        )

@@ -2,7 +2,9 @@
 
 Every call, answered or refused, leaves one usage row in the caller's tenant (through the scoped
 session) and counts in the module's metrics. Quotas are read from those rows, so every worker and
-instance sharing the database agrees on what a tenant has spent.
+instance sharing the database agrees on what a tenant has spent. Under a budget a call's row is
+written first, as a reservation of what it may use (outcome ``pending``), and settled when the
+call ends: calls running at once cannot together spend more than the budget.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
@@ -46,9 +48,11 @@ from hyperspot.modules.ai.domain.models import QuotaStatus, UsageReport
 from hyperspot.modules.ai.domain.ports import MODEL_LENGTH, SUBJECT_LENGTH, AiEntities
 from hyperspot.modules.ai.domain.quota import (
     BILLED_OUTCOMES,
+    PENDING,
     QuotaSpentError,
     Spent,
     check_budget,
+    check_reserved,
     period_bounds,
 )
 from hyperspot.modules.ai.domain.routing import Route, build_routes, provider_models
@@ -99,6 +103,47 @@ class _Call:
     tokens_in: int = 0
     tokens_out: int = 0
     outcome: str = "ok"
+    # Its usage row, written when the call was admitted under a budget (a reservation).
+    reservation: str | None = None
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """A chat let through governance and budget."""
+
+    call: _Call
+    route: Route
+    upstream: ChatRequest
+    # Completion tokens the tenant's budget allows the call (None: no token budget).
+    allowance: int | None
+    prompt_estimate: int
+    # The budget, not the caller or the policy, sets the completion limit.
+    budget_bound: bool
+
+
+class _MeteredEvents:
+    """A stream's events; closed before its first event was asked for (an async generator would
+    then run no ``finally``), it still calls ``left_unread`` so that the call is metered."""
+
+    def __init__(
+        self, events: AsyncGenerator[bytes, None], left_unread: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._events = events
+        self._left_unread = left_unread
+        self._started = False
+
+    def __aiter__(self) -> _MeteredEvents:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._started = True
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        if not self._started:
+            self._started = True
+            await self._left_unread()
+        await self._events.aclose()
 
 
 @dataclass
@@ -227,15 +272,16 @@ class AiService:
     async def serve_chat(
         self, security: SecurityContext, request: ChatRequest
     ) -> Served[ChatCompletion]:
-        call, route, upstream, remaining = await self._admit_chat(security, request)
+        admitted = await self._admit_chat(security, request)
+        call, upstream = admitted.call, admitted.upstream
         served = await self._provider_call(
-            call, route, lambda provider: provider.chat(security, upstream)
+            call, admitted.route, lambda provider: provider.chat(security, upstream)
         )
         completion = served.value
         call.tokens_in = completion.usage.prompt_tokens
         call.tokens_out = completion.usage.completion_tokens
         finish = completion.choices[0].finish_reason if completion.choices else None
-        if remaining is not None and finish == "length" and upstream.max_tokens == remaining:
+        if admitted.budget_bound and finish == "length":
             call.outcome = "quota_stopped"
         await self._finish(call)
         return served
@@ -247,7 +293,7 @@ class AiService:
         call = _Call(security, route.model, "embedding", time.perf_counter())
         policy = self.governance.policy(security.tenant_id)
         await self._govern(call, policy, lambda: policy.check_texts(request.texts))
-        await self._spend(call)
+        await self._reserve(call, sum(estimate_tokens(text) for text in request.texts), 0)
         served = await self._provider_call(
             call, route, lambda provider: provider.embed(security, request)
         )
@@ -260,13 +306,12 @@ class AiService:
     ) -> Served[AsyncIterator[bytes]]:
         """Everything up to the first chunk (refusals and fallback happen here, before anything
         was sent); then the Server-Sent Events of the rest, metered when they end."""
-        call, route, upstream, remaining = await self._admit_chat(security, request, streaming=True)
+        admitted = await self._admit_chat(security, request, streaming=True)
+        call = admitted.call
         # The provider always reports usage at the end; the client sees it only if it asked.
-        upstream = upstream.model_copy(
+        upstream = admitted.upstream.model_copy(
             update={"stream": True, "stream_options": StreamOptions(include_usage=True)}
         )
-        prompt_estimate = sum(estimate_tokens(m.content) for m in request.messages)
-        allowance = None if remaining is None else max(remaining - prompt_estimate, 0)
 
         async def first_chunk(provider: AiProvider) -> tuple[list[ChatCompletionChunk], Any]:
             if isinstance(provider, StreamingAiProvider):
@@ -281,18 +326,31 @@ class AiService:
                 return [first], chunks
             return _as_chunks(await provider.chat(security, upstream)), None
 
-        served = await self._provider_call(call, route, first_chunk)
+        served = await self._provider_call(call, admitted.route, first_chunk)
         head, rest = served.value
         stream = _ChatStream(
             head=head,
             rest=rest,
-            allowance=allowance,
-            prompt_estimate=prompt_estimate,
+            allowance=admitted.allowance,
+            prompt_estimate=admitted.prompt_estimate,
             wants_usage=bool(request.stream_options and request.stream_options.include_usage),
         )
-        return Served(self._events(call, stream), served.provider, served.provider_ms)
+        return Served(
+            _MeteredEvents(self._events(call, stream), lambda: self._left_unread(call, stream)),
+            served.provider,
+            served.provider_ms,
+        )
 
-    async def _events(self, call: _Call, stream: _ChatStream) -> AsyncIterator[bytes]:
+    async def _left_unread(self, call: _Call, stream: _ChatStream) -> None:
+        """A stream closed before its first event was asked for: the client left right after
+        the headers. The provider's stream is closed, and the call is metered all the same."""
+        if stream.rest is not None:
+            await _close(stream.rest)
+        call.outcome = "disconnected"
+        call.tokens_in, call.tokens_out = stream.tokens(whole=False)
+        await self._finish(call)
+
+    async def _events(self, call: _Call, stream: _ChatStream) -> AsyncGenerator[bytes, None]:
         ended = False
         try:
             while (chunk := await stream.next()) is not None:
@@ -341,9 +399,9 @@ class AiService:
 
     async def _admit_chat(
         self, security: SecurityContext, request: ChatRequest, *, streaming: bool = False
-    ) -> tuple[_Call, Route, ChatRequest, int | None]:
-        """Route, govern and budget a chat: the request to send and the tokens left in the
-        tenant's budget (None: no limit)."""
+    ) -> _Admitted:
+        """Route, govern and budget a chat: the request to send upstream and the completion
+        tokens the tenant's budget allows it."""
         route = self._route(request.model, "chat")
         call = _Call(security, route.model, "chat", time.perf_counter())
         policy = self.governance.policy(security.tenant_id)
@@ -354,17 +412,19 @@ class AiService:
             limits.append(policy.token_limit(request.token_limit))
 
         await self._govern(call, policy, govern)
-        remaining = await self._spend(call)
+        prompt_estimate = sum(estimate_tokens(m.content) for m in request.messages)
         limit = limits[0]
-        if remaining is not None and not streaming and (limit is None or remaining < limit):
-            # A whole answer cannot be cut afterwards: the budget left bounds it instead.
-            limit = remaining
+        allowance = await self._reserve(call, prompt_estimate, limit)
+        budget_bound = allowance is not None and (limit is None or allowance < limit)
+        if budget_bound and not streaming:
+            # A whole answer cannot be cut afterwards: the budget's allowance bounds it instead.
+            limit = allowance
         upstream = request
         if limit != request.token_limit:
             upstream = request.model_copy(
                 update={"max_tokens": limit, "max_completion_tokens": None}
             )
-        return call, route, upstream, remaining
+        return _Admitted(call, route, upstream, allowance, prompt_estimate, budget_bound)
 
     async def _govern(self, call: _Call, policy: TenantPolicy, rules: Callable[[], None]) -> None:
         try:
@@ -375,23 +435,48 @@ class AiService:
             await self._finish(call)
             raise
 
-    async def _spend(self, call: _Call) -> int | None:
-        """Refuse the call if the tenant's budget is spent; the tokens left (None: no limit)."""
-        try:
-            return await self._remaining_tokens(call.security)
-        except QuotaSpentError:
-            call.outcome = "quota"
-            await self._finish(call)
-            raise
+    async def _reserve(
+        self, call: _Call, tokens_in: int, completion_limit: int | None
+    ) -> int | None:
+        """Under a budget, reserve the call's share of it or refuse the call (429).
 
-    async def _remaining_tokens(self, security: SecurityContext) -> int | None:
-        quota = self.config.quota_for(security.tenant_id)
+        The reservation is the call's usage row (outcome ``pending``) with the estimated input
+        and the completion tokens allowed: ``completion_limit``, else the quota's
+        ``reserve_tokens``, at most what the budget leaves. Returns those completion tokens
+        (None: no token budget). The row is written and committed first and the budget checked
+        after, so concurrent calls see one another (``check_reserved``).
+        """
+        quota = self.config.quota_for(call.security.tenant_id)
         if quota.tokens is None and quota.requests is None:
             return None
         now = _now()
         start, resets_at = period_bounds(quota.period, now)
-        spent = await self._spent(security, start)
-        return check_budget(quota, spent, resets_at, now)
+        reservation = str(uuid.uuid4())
+        wanted = quota.reserve_tokens if completion_limit is None else completion_limit
+
+        def reserve(session: ScopedSession) -> int | None:
+            left = check_budget(quota, self._spent_in(session, start), resets_at, now)
+            allowance = None if left is None else min(wanted, max(left - tokens_in, 1))
+            session.create(
+                self.entities.Usage,
+                id=reservation,
+                **self._row(call, now, PENDING, tokens_in, allowance or 0),
+            )
+            return allowance
+
+        try:
+            allowance = await self.database.run(call.security, reserve)
+            call.reservation = reservation
+            mine = Spent(tokens=tokens_in + (allowance or 0), requests=1)
+            spent = await self.database.run(
+                call.security, lambda session: self._spent_in(session, start)
+            )
+            check_reserved(quota, spent, mine, resets_at, now)
+        except QuotaSpentError:
+            call.outcome = "quota"
+            await self._finish(call)
+            raise
+        return allowance
 
     async def _provider_call(
         self,
@@ -416,6 +501,12 @@ class AiService:
             call.provider = route.providers[max(attempts, 1) - 1].name
             await self._finish(call)
             raise
+        except BaseException:
+            # Anything else (a cancelled request, a defect): metered as failed, and a
+            # reservation is released rather than held until the period ends.
+            call.outcome = "failed"
+            await self._finish(call)
+            raise
         elapsed = time.perf_counter() - started
         call.provider = result.plugin.name
         self._latency.labels(call.provider, call.model).observe(elapsed)
@@ -429,56 +520,66 @@ class AiService:
             self._tokens.labels(tenant, call.model, "in").inc(call.tokens_in)
         if call.tokens_out:
             self._tokens.labels(tenant, call.model, "out").inc(call.tokens_out)
-        now = _now()
-        latency_ms = round((time.perf_counter() - call.started) * 1000)
+        values = self._row(call, _now(), call.outcome, call.tokens_in, call.tokens_out)
         usage = self.entities.Usage
+        reservation = call.reservation
+        if reservation is not None:
+            # Settled: the reservation becomes what the call used. Its time stays the
+            # admission's, so it stays in the period it was admitted in.
+            del values["day"], values["created_at"]
 
         def work(session: ScopedSession) -> None:
-            session.create(
-                usage,
-                id=str(uuid.uuid4()),
-                subject=call.security.subject[:SUBJECT_LENGTH],
-                model=call.model[:MODEL_LENGTH],
-                provider=call.provider,
-                kind=call.kind,
-                tokens_in=call.tokens_in,
-                tokens_out=call.tokens_out,
-                latency_ms=latency_ms,
-                outcome=call.outcome,
-                day=now.date().isoformat(),
-                created_at=now,
-            )
+            if reservation is not None:
+                session.update(usage, reservation, **values)
+            else:
+                session.create(usage, id=str(uuid.uuid4()), **values)
 
         await self.database.run(call.security, work)
 
+    @staticmethod
+    def _row(
+        call: _Call, now: datetime, outcome: str, tokens_in: int, tokens_out: int
+    ) -> dict[str, Any]:
+        """A usage row's values (but its id)."""
+        return {
+            "subject": call.security.subject[:SUBJECT_LENGTH],
+            "model": call.model[:MODEL_LENGTH],
+            "provider": call.provider,
+            "kind": call.kind,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "latency_ms": round((time.perf_counter() - call.started) * 1000),
+            "outcome": outcome,
+            "day": now.date().isoformat(),
+            "created_at": now,
+        }
+
     # -- usage and budgets ---------------------------------------------------------------------
 
-    async def _spent(self, security: SecurityContext, since: datetime) -> Spent:
+    def _spent_in(self, session: ScopedSession, since: datetime) -> Spent:
+        """What the session's tenant used since ``since``, reservations of calls in progress
+        included."""
         usage = self.entities.Usage
-
-        def work(session: ScopedSession) -> Spent:
-            recent = session.query(usage).filter(lambda u: u.created_at >= since)
-            # Aggregated over the session's scoped query: still only the caller's tenant.
-            rows = select(  # hyperspot: ignore[HS004] a select over the scoped query
-                (
-                    u.outcome,
-                    count(u),  # hyperspot: ignore[HS004] an aggregate of the scoped select
-                    sum(u.tokens_in),
-                    sum(u.tokens_out),
-                )
-                for u in recent
-            )[:]
-            tokens = sum(int(tokens_in) + int(tokens_out) for _, _, tokens_in, tokens_out in rows)
-            requests = sum(int(n) for outcome, n, _, _ in rows if outcome in BILLED_OUTCOMES)
-            return Spent(tokens=tokens, requests=requests)
-
-        return await self.database.run(security, work)
+        recent = session.query(usage).filter(lambda u: u.created_at >= since)
+        # Aggregated over the session's scoped query: still only the caller's tenant.
+        rows = select(  # hyperspot: ignore[HS004] a select over the scoped query
+            (
+                u.outcome,
+                count(u),  # hyperspot: ignore[HS004] an aggregate of the scoped select
+                sum(u.tokens_in),
+                sum(u.tokens_out),
+            )
+            for u in recent
+        )[:]
+        tokens = sum(int(tokens_in) + int(tokens_out) for _, _, tokens_in, tokens_out in rows)
+        requests = sum(int(n) for outcome, n, _, _ in rows if outcome in BILLED_OUTCOMES)
+        return Spent(tokens=tokens, requests=requests)
 
     async def quota(self, security: SecurityContext) -> QuotaStatus:
         quota = self.config.quota_for(security.tenant_id)
         now = _now()
         start, resets_at = period_bounds(quota.period, now)
-        spent = await self._spent(security, start)
+        spent = await self.database.run(security, lambda session: self._spent_in(session, start))
         return QuotaStatus(
             period=quota.period,
             period_start=start,
@@ -515,7 +616,10 @@ class AiService:
         since, until = first.isoformat(), last.isoformat()
 
         def work(session: ScopedSession) -> UsageReport:
-            days = session.query(usage).filter(lambda u: u.day >= since and u.day <= until)
+            # Calls in progress are reported once they end; their reservations count in budgets.
+            days = session.query(usage).filter(
+                lambda u: u.day >= since and u.day <= until and u.outcome != PENDING
+            )
             rows = select(  # hyperspot: ignore[HS004] a select over the scoped query
                 (
                     u.tenant_id,
