@@ -180,6 +180,55 @@ def test_slow_database_work_never_stalls_the_event_loop(database: ProvisionedDat
     assert longest_tick < 0.5  # the loop kept running while the slow work held a thread
 
 
+def test_conflicting_units_run_again_only_when_asked(database: ProvisionedDatabase) -> None:
+    import asyncio
+    import sqlite3
+
+    from hyperspot.modules.notes.infra.storage import MIGRATIONS, define_entities
+    from hyperspot.platform.config import DatabaseSettings
+    from hyperspot.platform.db import PlatformDatabase, ScopedSession
+    from hyperspot.platform.db.database import CONFLICT_ATTEMPTS
+    from hyperspot.platform.db.migrations import MigrationRunner
+    from hyperspot.platform.security import SecurityContext
+
+    MigrationRunner(database.url, [("notes", MIGRATIONS)]).up()
+    db = PlatformDatabase(DatabaseSettings(pool_size=1), database.url.url)
+    notes = define_entities(db.schema).Note
+    db.map_entities()
+    tenant = SecurityContext(subject="s", tenant_id="A")
+
+    def colliding(times: int, error: Exception) -> tuple[list[int], Callable[[ScopedSession], int]]:
+        attempts: list[int] = []
+
+        def work(session: ScopedSession) -> int:
+            attempts.append(1)
+            if len(attempts) <= times:
+                raise error
+            return int(session.count(notes))
+
+        return attempts, work
+
+    locked = sqlite3.OperationalError("database is locked")
+    try:
+        attempts, work = colliding(2, locked)
+        assert asyncio.run(db.run(tenant, work, retry_conflicts=True)) == 0
+        assert len(attempts) == 3
+        attempts, work = colliding(1, locked)
+        with pytest.raises(sqlite3.OperationalError):
+            asyncio.run(db.run(tenant, work))
+        assert len(attempts) == 1
+        attempts, work = colliding(CONFLICT_ATTEMPTS, locked)
+        with pytest.raises(sqlite3.OperationalError):
+            asyncio.run(db.run(tenant, work, retry_conflicts=True))
+        assert len(attempts) == CONFLICT_ATTEMPTS
+        attempts, work = colliding(1, ValueError("a bug, not a collision"))
+        with pytest.raises(ValueError, match="a bug"):
+            asyncio.run(db.run(tenant, work, retry_conflicts=True))
+        assert len(attempts) == 1
+    finally:
+        db.close()
+
+
 @pytest.mark.parametrize(
     "moment",
     [

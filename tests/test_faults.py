@@ -32,6 +32,7 @@ from traffic import Ledger, steady_traffic, stored_note_titles
 
 from hyperspot.platform.db.faults import (
     DatabaseUnavailableError,
+    is_conflict,
     is_contention,
     is_unavailable,
 )
@@ -169,6 +170,10 @@ def test_which_errors_are_contention_with_another_transaction() -> None:
         ValueError("a bug"),
     ):
         assert not is_contention(other), repr(other)
+    # A key inserted by a concurrent unit is a conflict too, which a new attempt resolves.
+    assert is_conflict(PonyIntegrityError(pymysql.err.IntegrityError(1062, "Duplicate entry")))
+    assert is_conflict(deadlock)
+    assert not is_conflict(sqlite3.OperationalError("no such table: x"))
 
 
 @needs_server_database

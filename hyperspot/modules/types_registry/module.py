@@ -1,8 +1,5 @@
 """The types registry's declaration: a system module that keeps the platform's GTS registry."""
 
-from pony.orm.core import TransactionIntegrityError
-from pony.orm.dbapiprovider import IntegrityError
-
 from hyperspot.modules.types_registry.api.rest import register_rest
 from hyperspot.modules.types_registry.config import TypesRegistryConfig
 from hyperspot.modules.types_registry.contract import TypesRegistryApi
@@ -11,19 +8,10 @@ from hyperspot.modules.types_registry.domain.registry import TypesRegistry
 from hyperspot.modules.types_registry.domain.service import TypesRegistryService
 from hyperspot.modules.types_registry.infra.storage import MIGRATIONS, PonyRegistryStorage
 from hyperspot.platform import Capability, Module, ModuleContext, Permission
-from hyperspot.platform.db import is_contention
-
-
-def _is_conflict(error: Exception) -> bool:
-    # Two workers registering at start collide on the counter row: a key conflict, or on
-    # MariaDB a deadlock (gap locks of SELECT ... FOR UPDATE on the missing row).
-    return isinstance(error, TransactionIntegrityError | IntegrityError) or is_contention(error)
 
 
 def init(ctx: ModuleContext[TypesRegistryConfig]) -> None:
-    registry = TypesRegistry(
-        ctx.db, PonyRegistryStorage(ctx.db.schema), ctx.config, is_conflict=_is_conflict
-    )
+    registry = TypesRegistry(ctx.db, PonyRegistryStorage(ctx.db.schema), ctx.config)
     # Other modules see the contract; the REST layer uses the registry itself.
     ctx.clients.register(TypesRegistryApi, TypesRegistryService(registry), owner=ctx.module.name)
     ctx.clients.register(TypesRegistry, registry, owner=ctx.module.name)

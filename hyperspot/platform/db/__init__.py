@@ -1,7 +1,7 @@
 """The data layer's public API: what module code imports."""
 
 from hyperspot.platform.db.database import PlatformDatabase
-from hyperspot.platform.db.faults import DatabaseUnavailableError, is_contention
+from hyperspot.platform.db.faults import DatabaseUnavailableError, is_conflict, is_contention
 from hyperspot.platform.db.listing import (
     ListField,
     ListParams,
@@ -44,6 +44,7 @@ __all__ = [
     "ScopedSession",
     "TenantScoped",
     "TenantViolationError",
+    "is_conflict",
     "is_contention",
     "page",
 ]

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from pony.orm import Database, db_session, select
 from pony.orm.dbproviders.sqlite import SQLiteDatetimeConverter
 
 from hyperspot.platform.config import DatabaseSettings
-from hyperspot.platform.db.faults import DatabaseUnavailableError, is_unavailable
+from hyperspot.platform.db.faults import DatabaseUnavailableError, is_conflict, is_unavailable
 from hyperspot.platform.db.session import (
     ScopedSession,
     TenantScoped,
@@ -47,6 +48,8 @@ Work = Callable[[ScopedSession], T]
 
 # How much longer than its statement timeout a unit of work may wait for the server to answer.
 UNANSWERED_GRACE_S = 1.0
+# Attempts of a unit run with retry_conflicts before its conflict is raised.
+CONFLICT_ATTEMPTS = 4
 
 # Probes of /health share one check per this many seconds: a flood of probes cannot become a
 # flood of database connections.
@@ -156,10 +159,29 @@ class PlatformDatabase:
             max_workers=self.settings.pool_size, thread_name_prefix="hyperspot-db"
         )
 
-    async def run(self, security: SecurityContext, work: Work[T]) -> T:
-        """Run ``work`` in one transaction, scoped to ``security``, off the event loop."""
+    async def run(
+        self, security: SecurityContext, work: Work[T], *, retry_conflicts: bool = False
+    ) -> T:
+        """Run ``work`` in one transaction, scoped to ``security``, off the event loop.
+
+        With ``retry_conflicts`` a unit that collided with a concurrent one (``is_conflict``:
+        a deadlock, a serialization failure, a lock timeout, a key inserted meanwhile) runs
+        again, up to ``CONFLICT_ATTEMPTS`` times, after a short random pause: for work that
+        creates a shared row on first use or locks one that others lock too. ``work`` must then
+        be safe to run again (it is: a failed unit was rolled back).
+        """
         if security.system:
             raise HyperspotError("use run_system() for work that crosses tenants")
+        if not retry_conflicts:
+            return await self._submit(security, work)
+        for attempt in range(1, CONFLICT_ATTEMPTS):
+            try:
+                return await self._submit(security, work)
+            except Exception as error:
+                if not is_conflict(error):
+                    raise
+                # Apart, or the units that collided collide again.
+                await asyncio.sleep(random.uniform(0.005, 0.03) * attempt)  # noqa: S311 jitter
         return await self._submit(security, work)
 
     async def run_system(self, reason: str, work: Work[T]) -> T:

@@ -11,7 +11,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 
-from pony.orm.core import CommitException, ConnectionClosedError, RollbackException
+from pony.orm.core import (
+    CommitException,
+    ConnectionClosedError,
+    RollbackException,
+    TransactionIntegrityError,
+)
+from pony.orm.dbapiprovider import IntegrityError
 
 from hyperspot.platform.db.urls import DatabaseError
 
@@ -92,3 +98,10 @@ def is_contention(error: BaseException) -> bool:
         if module == "sqlite3" and isinstance(first, str) and "database is locked" in first:
             return True
     return False
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is a collision with a concurrent transaction that a new attempt of the
+    whole unit resolves: contention (``is_contention``), or a key another transaction inserted
+    first (two units creating the same missing row; the next attempt finds it)."""
+    return isinstance(error, TransactionIntegrityError | IntegrityError) or is_contention(error)

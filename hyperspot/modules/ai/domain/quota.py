@@ -11,11 +11,12 @@ from hyperspot.modules.ai.contract import AiQuotaExceededError
 
 # Seconds a call refused for the reservations of calls in progress is told to wait.
 IN_PROGRESS_RETRY_S = 5
-# A call in progress: its row reserves what the call may use until the call ends.
-PENDING = "pending"
-# Outcomes that count against the request budget: a provider answered (fully or in part), or may
-# still. Calls refused before a provider was reached, and calls every provider failed, are free.
-BILLED_OUTCOMES = frozenset({"ok", "refused", "quota_stopped", "disconnected", PENDING})
+# Outcomes that count against the request budget: a provider answered (fully or in part). Calls
+# refused before a provider was reached, and calls every provider failed, are free.
+BILLED_OUTCOMES = frozenset({"ok", "refused", "quota_stopped", "disconnected"})
+# Every period's totals are kept, whichever a tenant's quota uses, so that a quota changed to
+# another period finds its totals right. Locked in this order.
+PERIODS: tuple[Period, ...] = ("hour", "day", "month")
 
 
 def period_bounds(period: Period, now: datetime) -> tuple[datetime, datetime]:
@@ -88,23 +89,3 @@ def check_budget(quota: Quota, spent: Spent, resets_at: datetime, now: datetime)
     if spent.tokens >= quota.tokens:
         raise QuotaSpentError("quota.tokens", quota.tokens, spent.tokens, resets_at, now)
     return quota.tokens - spent.tokens
-
-
-def check_reserved(
-    quota: Quota, spent: Spent, mine: Spent, resets_at: datetime, now: datetime
-) -> None:
-    """Raises when everything reserved and spent, ``mine`` included, is over either budget.
-
-    Each call reserves first and checks after, so of calls admitted together the last to check
-    sees all the others: a budget is never overshot, though at its edge two calls may both be
-    refused where one would have fit.
-    """
-    others = Spent(spent.tokens - mine.tokens, spent.requests - mine.requests)
-    if quota.requests is not None and spent.requests > quota.requests:
-        raise QuotaSpentError(
-            "quota.requests", quota.requests, others.requests, resets_at, now, needed=1
-        )
-    if quota.tokens is not None and spent.tokens > quota.tokens:
-        raise QuotaSpentError(
-            "quota.tokens", quota.tokens, others.tokens, resets_at, now, needed=mine.tokens
-        )

@@ -1,10 +1,12 @@
 """The AI gateway's domain: route a call to a provider, govern it, meter it, bound it.
 
 Every call, answered or refused, leaves one usage row in the caller's tenant (through the scoped
-session) and counts in the module's metrics. Quotas are read from those rows, so every worker and
-instance sharing the database agrees on what a tenant has spent. Under a budget a call's row is
-written first, as a reservation of what it may use (outcome ``pending``), and settled when the
-call ends: calls running at once cannot together spend more than the budget.
+session) and counts in the module's metrics. Budgets are read from running totals per tenant and
+period in the same database (``ai_budget``), kept with every call's row, so every worker and
+instance agrees on what a tenant has spent without summing its rows. Under a budget a call first
+adds what it may use to the totals (a reservation, under the totals' row lock: calls admitted at
+once are admitted one after the other) and settles to what it used when it ends: calls running
+at once cannot together spend more than the budget.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from pony.orm import count, select
 
-from hyperspot.modules.ai.config import AiConfig
+from hyperspot.modules.ai.config import AiConfig, Period, Quota
 from hyperspot.modules.ai.contract import (
     AiProvider,
     ChatCompletion,
@@ -48,11 +50,10 @@ from hyperspot.modules.ai.domain.models import QuotaStatus, UsageReport
 from hyperspot.modules.ai.domain.ports import MODEL_LENGTH, SUBJECT_LENGTH, AiEntities
 from hyperspot.modules.ai.domain.quota import (
     BILLED_OUTCOMES,
-    PENDING,
+    PERIODS,
     QuotaSpentError,
     Spent,
     check_budget,
-    check_reserved,
     period_bounds,
 )
 from hyperspot.modules.ai.domain.routing import Route, build_routes, provider_models
@@ -62,6 +63,9 @@ from hyperspot.platform.plugins import PluginGateway, PluginUnavailableError
 from hyperspot.platform.security import SecurityContext
 
 T = TypeVar("T")
+
+# Budget totals are kept this long after their period ends, then deleted.
+_TOTALS_KEPT = timedelta(days=62)
 
 logger = logging.getLogger("hyperspot.modules.ai")
 
@@ -103,8 +107,20 @@ class _Call:
     tokens_in: int = 0
     tokens_out: int = 0
     outcome: str = "ok"
-    # Its usage row, written when the call was admitted under a budget (a reservation).
-    reservation: str | None = None
+    # When it was admitted: its usage row's time, and the periods it counts in.
+    admitted_at: datetime = dataclasses.field(default_factory=_now)
+    # What it added to its tenant's budget when admitted under one.
+    reservation: _Reservation | None = None
+
+
+@dataclass(frozen=True)
+class _Reservation:
+    """Tokens and one request a call added to a budget's totals before it ran."""
+
+    counter: str
+    # The totals row's epoch then: a row deleted and created again no longer holds it.
+    epoch: str
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -438,40 +454,48 @@ class AiService:
     async def _reserve(
         self, call: _Call, tokens_in: int, completion_limit: int | None
     ) -> int | None:
-        """Under a budget, reserve the call's share of it or refuse the call (429).
+        """Under a budget, add the call's share to the tenant's totals or refuse it (429).
 
-        The reservation is the call's usage row (outcome ``pending``) with the estimated input
-        and the completion tokens allowed: ``completion_limit``, else the quota's
-        ``reserve_tokens``, at most what the budget leaves. Returns those completion tokens
-        (None: no token budget). The row is written and committed first and the budget checked
-        after, so concurrent calls see one another (``check_reserved``).
+        The share is one request, the estimated input, and the completion tokens the call may
+        use: ``completion_limit``, else the quota's ``reserve_tokens``, at most what the budget
+        leaves. Returns those completion tokens (None: no token budget). The totals' row is
+        locked for the check and the addition, so concurrent calls on every worker and instance
+        are admitted one after another against what the earlier ones reserved.
         """
         quota = self.config.quota_for(call.security.tenant_id)
         if quota.tokens is None and quota.requests is None:
             return None
-        now = _now()
-        start, resets_at = period_bounds(quota.period, now)
-        reservation = str(uuid.uuid4())
+        now = call.admitted_at
+        _, resets_at = period_bounds(quota.period, now)
         wanted = quota.reserve_tokens if completion_limit is None else completion_limit
+        # A chat needs room for one completion token at least; an embedding for none.
+        least = min(wanted, 1)
 
-        def reserve(session: ScopedSession) -> int | None:
-            left = check_budget(quota, self._spent_in(session, start), resets_at, now)
-            allowance = None if left is None else min(wanted, max(left - tokens_in, 1))
-            session.create(
-                self.entities.Usage,
-                id=reservation,
-                **self._row(call, now, PENDING, tokens_in, allowance or 0),
-            )
-            return allowance
+        def reserve(session: ScopedSession) -> tuple[_Reservation, int | None]:
+            totals = self._totals(session, quota.period, now)
+            spent = Spent(tokens=totals.tokens, requests=totals.requests)
+            left = check_budget(quota, spent, resets_at, now)
+            allowance = None
+            if left is not None:
+                allowance = min(wanted, left - tokens_in)
+                if allowance < least:
+                    raise QuotaSpentError(
+                        "quota.tokens",
+                        quota.tokens or 0,
+                        spent.tokens,
+                        resets_at,
+                        now,
+                        needed=tokens_in + least,
+                    )
+            reserved = tokens_in + (allowance or 0)
+            totals.tokens += reserved
+            totals.requests += 1
+            return _Reservation(totals.id, totals.epoch, reserved), allowance
 
         try:
-            allowance = await self.database.run(call.security, reserve)
-            call.reservation = reservation
-            mine = Spent(tokens=tokens_in + (allowance or 0), requests=1)
-            spent = await self.database.run(
-                call.security, lambda session: self._spent_in(session, start)
+            call.reservation, allowance = await self.database.run(
+                call.security, reserve, retry_conflicts=True
             )
-            check_reserved(quota, spent, mine, resets_at, now)
         except QuotaSpentError:
             call.outcome = "quota"
             await self._finish(call)
@@ -513,54 +537,84 @@ class AiService:
         return Served(result.value, call.provider, elapsed * 1000)
 
     async def _finish(self, call: _Call) -> None:
-        """The call's usage row and metrics."""
+        """The call's usage row, its settlement in the tenant's budget totals, and metrics."""
         tenant = self._metrics.tenant(call.security.tenant_id)
         self._requests.labels(tenant, call.model, call.provider or "-", call.outcome).inc()
         if call.tokens_in:
             self._tokens.labels(tenant, call.model, "in").inc(call.tokens_in)
         if call.tokens_out:
             self._tokens.labels(tenant, call.model, "out").inc(call.tokens_out)
-        values = self._row(call, _now(), call.outcome, call.tokens_in, call.tokens_out)
+        tokens = call.tokens_in + call.tokens_out
+        billed = call.outcome in BILLED_OUTCOMES
+        latency_ms = round((time.perf_counter() - call.started) * 1000)
         usage = self.entities.Usage
-        reservation = call.reservation
-        if reservation is not None:
-            # Settled: the reservation becomes what the call used. Its time stays the
-            # admission's, so it stays in the period it was admitted in.
-            del values["day"], values["created_at"]
 
         def work(session: ScopedSession) -> None:
-            if reservation is not None:
-                session.update(usage, reservation, **values)
-            else:
-                session.create(usage, id=str(uuid.uuid4()), **values)
+            if tokens or billed or call.reservation is not None:
+                # Every period's totals, in one order (no deadlock between two settlements).
+                for period in PERIODS:
+                    self._settle(session, self._totals(session, period, call.admitted_at), call)
+            # After the totals: a row created above counted the usage rows before this one.
+            session.create(
+                usage,
+                id=str(uuid.uuid4()),
+                subject=call.security.subject[:SUBJECT_LENGTH],
+                model=call.model[:MODEL_LENGTH],
+                provider=call.provider,
+                kind=call.kind,
+                tokens_in=call.tokens_in,
+                tokens_out=call.tokens_out,
+                latency_ms=latency_ms,
+                outcome=call.outcome,
+                day=call.admitted_at.date().isoformat(),
+                created_at=call.admitted_at,
+            )
 
-        await self.database.run(call.security, work)
+        await self.database.run(call.security, work, retry_conflicts=True)
 
     @staticmethod
-    def _row(
-        call: _Call, now: datetime, outcome: str, tokens_in: int, tokens_out: int
-    ) -> dict[str, Any]:
-        """A usage row's values (but its id)."""
-        return {
-            "subject": call.security.subject[:SUBJECT_LENGTH],
-            "model": call.model[:MODEL_LENGTH],
-            "provider": call.provider,
-            "kind": call.kind,
-            "tokens_in": tokens_in,
-            "tokens_out": tokens_out,
-            "latency_ms": round((time.perf_counter() - call.started) * 1000),
-            "outcome": outcome,
-            "day": now.date().isoformat(),
-            "created_at": now,
-        }
+    def _settle(session: ScopedSession, totals: Any, call: _Call) -> None:
+        tokens = call.tokens_in + call.tokens_out
+        billed = call.outcome in BILLED_OUTCOMES
+        held = call.reservation
+        if held is not None and (held.counter, held.epoch) == (totals.id, totals.epoch):
+            # The reservation becomes what the call used.
+            totals.tokens += tokens - held.tokens
+            totals.requests -= 0 if billed else 1
+        else:
+            totals.tokens += tokens
+            totals.requests += 1 if billed else 0
+
+    def _totals(self, session: ScopedSession, period: Period, now: datetime) -> Any:
+        """The session's tenant's totals for the ``period`` around ``now``, locked until the unit
+        ends; made from the period's usage rows when first needed."""
+        start, end = period_bounds(period, now)
+        counter = f"{session.security.tenant_id}/{period}/{start.isoformat()}"
+        budget = self.entities.Budget
+        totals = session.query(budget).filter(lambda b: b.id == counter).for_update().first()
+        if totals is not None:
+            return totals
+        spent = self._spent_in(session, start, end)
+        # Totals of periods long over are dropped as new ones begin.
+        horizon = start - _TOTALS_KEPT
+        session.query(budget).filter(lambda b: b.ends_at < horizon).delete(bulk=True)
+        return session.create(
+            budget,
+            id=counter,
+            period=period,
+            starts_at=start,
+            ends_at=end,
+            tokens=spent.tokens,
+            requests=spent.requests,
+            epoch=str(uuid.uuid4()),
+        )
 
     # -- usage and budgets ---------------------------------------------------------------------
 
-    def _spent_in(self, session: ScopedSession, since: datetime) -> Spent:
-        """What the session's tenant used since ``since``, reservations of calls in progress
-        included."""
+    def _spent_in(self, session: ScopedSession, start: datetime, end: datetime) -> Spent:
+        """What the session's tenant's finished calls admitted in [start, end) used."""
         usage = self.entities.Usage
-        recent = session.query(usage).filter(lambda u: u.created_at >= since)
+        recent = session.query(usage).filter(lambda u: u.created_at >= start and u.created_at < end)
         # Aggregated over the session's scoped query: still only the caller's tenant.
         rows = select(  # hyperspot: ignore[HS004] a select over the scoped query
             (
@@ -575,11 +629,22 @@ class AiService:
         requests = sum(int(n) for outcome, n, _, _ in rows if outcome in BILLED_OUTCOMES)
         return Spent(tokens=tokens, requests=requests)
 
+    def _spent(self, session: ScopedSession, quota: Quota, now: datetime) -> Spent:
+        """What the tenant used in its quota's period, reservations of calls in progress
+        included; read only (no totals yet: from the usage rows)."""
+        start, end = period_bounds(quota.period, now)
+        counter = f"{session.security.tenant_id}/{quota.period}/{start.isoformat()}"
+        budget = self.entities.Budget
+        totals = session.query(budget).filter(lambda b: b.id == counter).first()
+        if totals is None:
+            return self._spent_in(session, start, end)
+        return Spent(tokens=int(totals.tokens), requests=int(totals.requests))
+
     async def quota(self, security: SecurityContext) -> QuotaStatus:
         quota = self.config.quota_for(security.tenant_id)
         now = _now()
         start, resets_at = period_bounds(quota.period, now)
-        spent = await self.database.run(security, lambda session: self._spent_in(session, start))
+        spent = await self.database.run(security, lambda session: self._spent(session, quota, now))
         return QuotaStatus(
             period=quota.period,
             period_start=start,
@@ -616,10 +681,7 @@ class AiService:
         since, until = first.isoformat(), last.isoformat()
 
         def work(session: ScopedSession) -> UsageReport:
-            # Calls in progress are reported once they end; their reservations count in budgets.
-            days = session.query(usage).filter(
-                lambda u: u.day >= since and u.day <= until and u.outcome != PENDING
-            )
+            days = session.query(usage).filter(lambda u: u.day >= since and u.day <= until)
             rows = select(  # hyperspot: ignore[HS004] a select over the scoped query
                 (
                     u.tenant_id,

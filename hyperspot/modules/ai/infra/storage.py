@@ -1,4 +1,5 @@
-"""Where usage lives: one row per call, tenant-scoped, and the migration that shapes its table."""
+"""Where usage lives: one row per call, and per tenant and period the budget's running totals;
+both tenant-scoped, and the migrations that shape their tables."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 from pony.orm import Database, Optional, PrimaryKey, Required
 
 from hyperspot.modules.ai.domain.ports import (
+    BUDGET_ID_LENGTH,
     MODEL_LENGTH,
     PROVIDER_LENGTH,
     SUBJECT_LENGTH,
@@ -22,6 +24,7 @@ from hyperspot.platform.db import (
 )
 
 TABLE = "ai_usage"
+BUDGET_TABLE = "ai_budget"
 
 MIGRATIONS = (
     Migration(
@@ -52,6 +55,28 @@ MIGRATIONS = (
             CreateIndex(TABLE, "ai_usage_tenant_day", ("tenant_id", "day")),
         ),
     ),
+    Migration(
+        version=2,
+        name="create budget counters",
+        steps=(
+            CreateTable(
+                BUDGET_TABLE,
+                columns=(
+                    Column("id", ColumnType.STRING, length=BUDGET_ID_LENGTH, primary_key=True),
+                    Column("tenant_id", ColumnType.STRING, length=64),
+                    Column("period", ColumnType.STRING, length=8),
+                    Column("starts_at", ColumnType.DATETIME),
+                    Column("ends_at", ColumnType.DATETIME),
+                    Column("tokens", ColumnType.BIGINT),
+                    Column("requests", ColumnType.BIGINT),
+                    Column("epoch", ColumnType.STRING, length=36),
+                ),
+                tenant_scoped=True,
+            ),
+            # Old periods' counters are deleted by tenant and end.
+            CreateIndex(BUDGET_TABLE, "ai_budget_tenant_ends", ("tenant_id", "ends_at")),
+        ),
+    ),
 )
 
 
@@ -72,4 +97,15 @@ def define_entities(db: Database) -> AiEntities:
         day = Required(str, 10)
         created_at = Required(datetime, precision=6)
 
-    return AiEntities(Usage=UsageRow)
+    class BudgetRow(TenantScoped, db.Entity):  # type: ignore[misc]
+        _table_ = BUDGET_TABLE
+        id = PrimaryKey(str, BUDGET_ID_LENGTH)
+        tenant_id = Required(str, 64)
+        period = Required(str, 8)
+        starts_at = Required(datetime, precision=6)
+        ends_at = Required(datetime, precision=6)
+        tokens = Required(int, size=64)
+        requests = Required(int, size=64)
+        epoch = Required(str, 36)
+
+    return AiEntities(Usage=UsageRow, Budget=BudgetRow)

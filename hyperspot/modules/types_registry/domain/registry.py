@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -41,8 +40,6 @@ logger = logging.getLogger("hyperspot.modules.types_registry")
 
 # The registry's tables are global: a context without tenants reads them (and nothing else).
 _READER = SecurityContext(subject="types_registry", tenant_id="")
-# Concurrent first writes in several workers may collide creating the counter's row.
-_WRITE_ATTEMPTS = 5
 # Filtered stores kept for callers with scoped grants (one per distinct set of patterns).
 _VIEW_CACHE_SIZE = 64
 
@@ -104,13 +101,10 @@ class TypesRegistry:
         database: PlatformDatabase,
         storage: RegistryStorage,
         config: TypesRegistryConfig,
-        *,
-        is_conflict: Callable[[Exception], bool],
     ) -> None:
         self.database = database
         self.storage = storage
         self.config = config
-        self._is_conflict = is_conflict
         self.store = GtsStore()
         self._generation = 0
         self._checked_at = 0.0
@@ -308,18 +302,10 @@ class TypesRegistry:
 
     async def _write(self, planner: Callable[[GtsStore], _Plan], actor: str) -> None:
         async with self._lock:
-            for attempt in range(1, _WRITE_ATTEMPTS + 1):
-                try:
-                    generation, pulled, plan = await self.database.run(
-                        _READER, self._unit(self._generation, planner, actor)
-                    )
-                except Exception as error:
-                    if attempt < _WRITE_ATTEMPTS and self._is_conflict(error):
-                        # Apart, or the writers that collided collide again.
-                        await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 jitter
-                        continue
-                    raise
-                break
+            # Concurrent first writes in several workers may collide creating the counter's row.
+            generation, pulled, plan = await self.database.run(
+                _READER, self._unit(self._generation, planner, actor), retry_conflicts=True
+            )
             _apply(self.store, pulled)
             for entity in plan.put:
                 self.store.put(entity)
