@@ -357,6 +357,20 @@ def test_concurrent_calls_cannot_overshoot_the_token_budget(server: Server) -> N
     assert status["tokens_used"] == 4 * 9 + 3 + 1 == 40
 
 
+def _sql(database: ProvisionedDatabase, statement: str) -> list[Any]:
+    """One statement on the test's own connection, as the platform's system work sees rows."""
+    connection = database.url.connect(autocommit=True)
+    try:
+        cursor = connection.cursor()
+        if database.url.backend == "postgres":
+            # Row-level security: the test's role sees no tenant's rows by itself.
+            cursor.execute("SELECT set_config('hyperspot.system', 'on', false)")
+        cursor.execute(statement)
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        connection.close()
+
+
 def test_budget_totals_are_rebuilt_from_the_usage_rows(
     server: Server, module_database: ProvisionedDatabase
 ) -> None:
@@ -365,11 +379,8 @@ def test_budget_totals_are_rebuilt_from_the_usage_rows(
     before = _settled(server, "rebuilt")
     assert before["requests_used"] == 2
     # Lost, as after an upgrade from a version without them, or a purge during a call.
-    connection = module_database.url.connect(autocommit=True)
-    try:
-        connection.cursor().execute("DELETE FROM ai_budget WHERE tenant_id = 'rebuilt'")
-    finally:
-        connection.close()
+    assert _sql(module_database, "SELECT id FROM ai_budget WHERE id = 'rebuilt'") == [("rebuilt",)]
+    _sql(module_database, "DELETE FROM ai_budget WHERE id = 'rebuilt'")
     assert server.client.get("/ai/v1/quota", headers=member("rebuilt")).json() == before
     assert chat(server, "rebuilt", "three").status_code == 200
     after = _settled(server, "rebuilt")
@@ -551,6 +562,44 @@ def test_reload_changes_a_tenant_policy(server: Server, module_launcher: Launche
     assert chat(server, "acme", "hi").status_code == 200
 
 
+def test_a_budget_removed_and_given_back_counts_the_calls_in_between(
+    server: Server, module_launcher: Launcher, module_database: ProvisionedDatabase
+) -> None:
+    def totals_rows() -> list[Any]:
+        return _sql(module_database, "SELECT id FROM ai_budget WHERE id = 'comeback'")
+
+    path = module_launcher.tmp_path / f"config-{server.url.rsplit(':', 1)[1]}.yaml"
+    original = path.read_text(encoding="utf-8")
+    config = yaml.safe_load(original)
+
+    def reload_with(quota: dict[str, Any] | None) -> None:
+        quotas = config["modules"]["ai"]["tenant_quotas"]
+        quotas.pop("comeback", None)
+        if quota is not None:
+            quotas["comeback"] = quota
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        report = server.client.post("/admin/reload", headers=bearer(ROOT)).json()
+        assert report["status"] in ("applied", "unchanged"), report
+
+    add_tenant(server, "comeback")
+    try:
+        reload_with({"requests": 10})
+        assert chat(server, "comeback", "under a budget").status_code == 200
+        assert len(totals_rows()) == 1
+        reload_with(None)  # no budget: its totals go, nothing would keep them
+        assert totals_rows() == []
+        for _ in range(2):
+            assert chat(server, "comeback", "free").status_code == 200
+        reload_with({"requests": 10})
+        status = _settled(server, "comeback")
+        assert status["requests_used"] == 3
+        assert chat(server, "comeback", "counted again").status_code == 200
+        assert _settled(server, "comeback")["requests_used"] == 4
+    finally:
+        path.write_text(original, encoding="utf-8")
+        server.client.post("/admin/reload", headers=bearer(ROOT))
+
+
 # --- kernel pieces the gateway relies on ---------------------------------------------------------
 
 
@@ -710,6 +759,57 @@ def test_periods_start_and_reset_in_utc() -> None:
         datetime(2025, 2, 1),
         datetime(2025, 3, 1),
     )
+
+
+def test_budget_totals_move_on_with_the_periods(database: ProvisionedDatabase) -> None:
+    from hyperspot.modules.ai.config import AiConfig
+    from hyperspot.modules.ai.domain.service import AiService, _Call, _Reservation
+    from hyperspot.modules.ai.infra.storage import MIGRATIONS, define_entities
+    from hyperspot.platform.config import DatabaseSettings
+    from hyperspot.platform.db import PlatformDatabase, ScopedSession
+    from hyperspot.platform.db.migrations import MigrationRunner
+    from hyperspot.platform.security import SecurityContext
+
+    MigrationRunner(database.url, [("ai", MIGRATIONS)]).up()
+    db = PlatformDatabase(DatabaseSettings(pool_size=1), database.url.url)
+    entities = define_entities(db.schema)
+    db.map_entities()
+    service = AiService(db, entities, AiConfig(), cast(Any, None), ModuleMetrics("ai", None))
+    acme = SecurityContext(subject="ann", tenant_id="acme")
+
+    def settle(at: datetime, call: _Call) -> dict[str, Any]:
+        def work(session: ScopedSession) -> dict[str, Any]:
+            totals = service._totals(session, at)
+            service._settle(totals, call)
+            return cast(dict[str, Any], totals.to_dict())
+
+        return asyncio.run(db.run(acme, work))
+
+    def used(admitted: datetime, tokens: int, **extra: Any) -> _Call:
+        return _Call(acme, "m", "chat", 0.0, admitted_at=admitted, tokens_in=tokens, **extra)
+
+    five, six = datetime(2026, 11, 26, 5, 59, 50), datetime(2026, 11, 26, 6, 0, 10)
+    try:
+        first = settle(five, used(five, 7))
+        assert (first["hour_tokens"], first["day_tokens"], first["day_requests"]) == (7, 7, 1)
+        # Admitted at 5:59, ended at 6:00: the new hour starts empty, the day counts it.
+        second = settle(six, used(five, 5))
+        assert (second["hour_start"], second["hour_tokens"]) == (datetime(2026, 11, 26, 6), 0)
+        assert (second["day_tokens"], second["day_requests"], second["month_tokens"]) == (12, 2, 12)
+        # A call's reservation (100 tokens already added to the day) becomes what it used (4).
+        held = _Reservation("day", datetime(2026, 11, 26), second["epoch"], 100)
+        asyncio.run(db.run(acme, lambda session: service._totals(session, six).set(day_tokens=112)))
+        third = settle(six, used(six, 4, reservation=held, outcome="ok"))
+        assert (third["day_tokens"], third["day_requests"], third["hour_tokens"]) == (16, 2, 4)
+        # A reservation from before the row was made again (another epoch) is not taken back.
+        stale = _Reservation("day", datetime(2026, 11, 26), "another-epoch", 100)
+        fourth = settle(six, used(six, 4, reservation=stale))
+        assert (fourth["day_tokens"], fourth["day_requests"]) == (20, 3)
+        # A refusal is not billed and used nothing: the totals stay as they were.
+        refused = settle(six, used(six, 0, outcome="quota"))
+        assert refused == fourth
+    finally:
+        db.close()
 
 
 def test_a_whole_answer_streams_as_two_chunks() -> None:

@@ -74,6 +74,11 @@ class Quota(BaseModel):
         "the request nor the tenant's policy sets max_tokens; the call is limited to them.",
     )
 
+    @property
+    def limited(self) -> bool:
+        """Whether there is a budget at all (tokens or requests)."""
+        return self.tokens is not None or self.requests is not None
+
 
 class AiConfig(BaseModel):
     """The AI gateway: routing of models to providers, governance and quotas per tenant."""

@@ -1,12 +1,13 @@
 """The AI gateway's domain: route a call to a provider, govern it, meter it, bound it.
 
 Every call, answered or refused, leaves one usage row in the caller's tenant (through the scoped
-session) and counts in the module's metrics. Budgets are read from running totals per tenant and
-period in the same database (``ai_budget``), kept with every call's row, so every worker and
-instance agrees on what a tenant has spent without summing its rows. Under a budget a call first
-adds what it may use to the totals (a reservation, under the totals' row lock: calls admitted at
-once are admitted one after the other) and settles to what it used when it ends: calls running
-at once cannot together spend more than the budget.
+session) and counts in the module's metrics. Budgets are read from the tenant's running totals
+for the current hour, day and month in the same database (``ai_budget``, one row per tenant),
+kept with every call's row, so every worker and instance agrees on what a tenant has spent
+without summing its rows. Under a budget a call first adds what it may use to the totals (a
+reservation, under the row's lock: calls admitted at once are admitted one after the other) and
+settles to what it used when it ends: calls running at once cannot together spend more than the
+budget.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
 from pony.orm import count, select
@@ -63,9 +64,6 @@ from hyperspot.platform.plugins import PluginGateway, PluginUnavailableError
 from hyperspot.platform.security import SecurityContext
 
 T = TypeVar("T")
-
-# Budget totals are kept this long after their period ends, then deleted.
-_TOTALS_KEPT = timedelta(days=62)
 
 logger = logging.getLogger("hyperspot.modules.ai")
 
@@ -115,12 +113,30 @@ class _Call:
 
 @dataclass(frozen=True)
 class _Reservation:
-    """Tokens and one request a call added to a budget's totals before it ran."""
+    """Tokens and one request a call added to its tenant's totals of one period before it ran."""
 
-    counter: str
-    # The totals row's epoch then: a row deleted and created again no longer holds it.
+    period: Period
+    starts_at: datetime
+    # The totals row's epoch then: a row deleted and created again does not hold it.
     epoch: str
     tokens: int
+
+
+def _period_totals(totals: Any, period: Period) -> tuple[datetime, Spent]:
+    """One period's start and totals from a tenant's totals row."""
+    # The row has one column triple per period (see infra/storage.py).
+    return getattr(totals, f"{period}_start"), Spent(
+        tokens=int(getattr(totals, f"{period}_tokens")),
+        requests=int(getattr(totals, f"{period}_requests")),
+    )
+
+
+def _period_values(period: Period, start: datetime, spent: Spent) -> dict[str, Any]:
+    return {
+        f"{period}_start": start,
+        f"{period}_tokens": spent.tokens,
+        f"{period}_requests": spent.requests,
+    }
 
 
 @dataclass(frozen=True)
@@ -250,6 +266,7 @@ class AiService:
         models = await provider_models(self.gateway)
         routes = build_routes(self.gateway.plugins, models, config.routes)
         self.routes, self.config, self.governance = routes, config, Governance(config)
+        await self._drop_untracked_totals(config)
         logger.info(
             "ai models: %s",
             ", ".join(
@@ -463,7 +480,7 @@ class AiService:
         are admitted one after another against what the earlier ones reserved.
         """
         quota = self.config.quota_for(call.security.tenant_id)
-        if quota.tokens is None and quota.requests is None:
+        if not quota.limited:
             return None
         now = call.admitted_at
         _, resets_at = period_bounds(quota.period, now)
@@ -472,8 +489,9 @@ class AiService:
         least = min(wanted, 1)
 
         def reserve(session: ScopedSession) -> tuple[_Reservation, int | None]:
-            totals = self._totals(session, quota.period, now)
-            spent = Spent(tokens=totals.tokens, requests=totals.requests)
+            totals = self._totals(session, now)
+            # The row's period (a later one, were another instance's clock ahead).
+            starts_at, spent = _period_totals(totals, quota.period)
             left = check_budget(quota, spent, resets_at, now)
             allowance = None
             if left is not None:
@@ -488,9 +506,14 @@ class AiService:
                         needed=tokens_in + least,
                     )
             reserved = tokens_in + (allowance or 0)
-            totals.tokens += reserved
-            totals.requests += 1
-            return _Reservation(totals.id, totals.epoch, reserved), allowance
+            totals.set(
+                **_period_values(
+                    quota.period,
+                    starts_at,
+                    Spent(tokens=spent.tokens + reserved, requests=spent.requests + 1),
+                )
+            )
+            return _Reservation(quota.period, starts_at, totals.epoch, reserved), allowance
 
         try:
             call.reservation, allowance = await self.database.run(
@@ -544,17 +567,20 @@ class AiService:
             self._tokens.labels(tenant, call.model, "in").inc(call.tokens_in)
         if call.tokens_out:
             self._tokens.labels(tenant, call.model, "out").inc(call.tokens_out)
-        tokens = call.tokens_in + call.tokens_out
-        billed = call.outcome in BILLED_OUTCOMES
+        counts = (
+            call.tokens_in + call.tokens_out > 0
+            or call.outcome in BILLED_OUTCOMES
+            or call.reservation is not None
+        )
+        # Totals are kept for tenants under a budget only (see _drop_untracked_totals).
+        tracked = counts and self.config.quota_for(call.security.tenant_id).limited
         latency_ms = round((time.perf_counter() - call.started) * 1000)
         usage = self.entities.Usage
 
         def work(session: ScopedSession) -> None:
-            if tokens or billed or call.reservation is not None:
-                # Every period's totals, in one order (no deadlock between two settlements).
-                for period in PERIODS:
-                    self._settle(session, self._totals(session, period, call.admitted_at), call)
-            # After the totals: a row created above counted the usage rows before this one.
+            if tracked:
+                self._settle(self._totals(session, _now()), call)
+            # After the totals: totals made above counted the usage rows before this one.
             session.create(
                 usage,
                 id=str(uuid.uuid4()),
@@ -572,42 +598,76 @@ class AiService:
 
         await self.database.run(call.security, work, retry_conflicts=True)
 
+    async def _drop_untracked_totals(self, config: AiConfig) -> None:
+        """Delete the budget totals of tenants without a budget under ``config``.
+
+        Totals are kept only for tenants under a budget (keeping them for every call would cost
+        every call a locked row). A tenant's totals that nothing keeps up to date would be wrong
+        if a budget came back, so they go: they are rebuilt from the usage rows when it does.
+        """
+        budget = self.entities.Budget
+        named = config.tenant_quotas
+        unlimited = [tenant for tenant in named if not config.quota_for(tenant).limited]
+        limited = [tenant for tenant in named if config.quota_for(tenant).limited]
+        if config.quota.limited and not unlimited:
+            return
+
+        def work(session: ScopedSession) -> int:
+            # A totals row's id is its tenant's id.
+            rows = session.query(budget)
+            if config.quota.limited:
+                rows = rows.filter(lambda b: b.id in unlimited)
+            elif limited:
+                rows = rows.filter(lambda b: b.id not in limited)
+            return int(rows.delete(bulk=True))
+
+        await self.database.run_system("ai: budget totals of tenants without a budget", work)
+
     @staticmethod
-    def _settle(session: ScopedSession, totals: Any, call: _Call) -> None:
+    def _settle(totals: Any, call: _Call) -> None:
+        """Count the call in each period's totals it was admitted in, in place of what it
+        reserved there."""
         tokens = call.tokens_in + call.tokens_out
         billed = call.outcome in BILLED_OUTCOMES
         held = call.reservation
-        if held is not None and (held.counter, held.epoch) == (totals.id, totals.epoch):
-            # The reservation becomes what the call used.
-            totals.tokens += tokens - held.tokens
-            totals.requests -= 0 if billed else 1
-        else:
-            totals.tokens += tokens
-            totals.requests += 1 if billed else 0
+        values: dict[str, Any] = {}
+        for period in PERIODS:
+            starts_at, spent = _period_totals(totals, period)
+            counted = Spent(tokens=tokens, requests=1 if billed else 0)
+            if held is not None and (held.period, held.starts_at, held.epoch) == (
+                period,
+                starts_at,
+                totals.epoch,
+            ):
+                counted = Spent(tokens=tokens - held.tokens, requests=counted.requests - 1)
+            elif starts_at != period_bounds(period, call.admitted_at)[0]:
+                continue  # admitted in a period that is over: nothing reads it any more
+            values |= _period_values(
+                period,
+                starts_at,
+                Spent(spent.tokens + counted.tokens, spent.requests + counted.requests),
+            )
+        totals.set(**values)
 
-    def _totals(self, session: ScopedSession, period: Period, now: datetime) -> Any:
-        """The session's tenant's totals for the ``period`` around ``now``, locked until the unit
-        ends; made from the period's usage rows when first needed."""
-        start, end = period_bounds(period, now)
-        counter = f"{session.security.tenant_id}/{period}/{start.isoformat()}"
+    def _totals(self, session: ScopedSession, now: datetime) -> Any:
+        """The session's tenant's totals row, locked until the unit ends, its periods moved on
+        to those of ``now``; made from the usage rows of each period when first needed."""
         budget = self.entities.Budget
-        totals = session.query(budget).filter(lambda b: b.id == counter).for_update().first()
-        if totals is not None:
-            return totals
-        spent = self._spent_in(session, start, end)
-        # Totals of periods long over are dropped as new ones begin.
-        horizon = start - _TOTALS_KEPT
-        session.query(budget).filter(lambda b: b.ends_at < horizon).delete(bulk=True)
-        return session.create(
-            budget,
-            id=counter,
-            period=period,
-            starts_at=start,
-            ends_at=end,
-            tokens=spent.tokens,
-            requests=spent.requests,
-            epoch=str(uuid.uuid4()),
-        )
+        tenant = session.security.tenant_id
+        totals = session.query(budget).filter(lambda b: b.id == tenant).for_update().first()
+        values: dict[str, Any] = {}
+        for period in PERIODS:
+            start, end = period_bounds(period, now)
+            if totals is None:
+                values |= _period_values(period, start, self._spent_in(session, start, end))
+            elif start > _period_totals(totals, period)[0]:
+                # A new period: nothing counted in it yet (every call's row counts here).
+                values |= _period_values(period, start, Spent(tokens=0, requests=0))
+        if totals is None:
+            return session.create(budget, id=tenant, epoch=str(uuid.uuid4()), **values)
+        if values:
+            totals.set(**values)
+        return totals
 
     # -- usage and budgets ---------------------------------------------------------------------
 
@@ -630,15 +690,16 @@ class AiService:
         return Spent(tokens=tokens, requests=requests)
 
     def _spent(self, session: ScopedSession, quota: Quota, now: datetime) -> Spent:
-        """What the tenant used in its quota's period, reservations of calls in progress
-        included; read only (no totals yet: from the usage rows)."""
+        """What the tenant used in its quota's period, shares of calls in progress included;
+        read only (no totals yet: from the usage rows)."""
         start, end = period_bounds(quota.period, now)
-        counter = f"{session.security.tenant_id}/{quota.period}/{start.isoformat()}"
-        budget = self.entities.Budget
-        totals = session.query(budget).filter(lambda b: b.id == counter).first()
+        tenant = session.security.tenant_id
+        totals = session.query(self.entities.Budget).filter(lambda b: b.id == tenant).first()
         if totals is None:
             return self._spent_in(session, start, end)
-        return Spent(tokens=int(totals.tokens), requests=int(totals.requests))
+        counted_from, spent = _period_totals(totals, quota.period)
+        # Totals of an earlier period: no call counted in this one yet.
+        return spent if counted_from >= start else Spent(tokens=0, requests=0)
 
     async def quota(self, security: SecurityContext) -> QuotaStatus:
         quota = self.config.quota_for(security.tenant_id)

@@ -1,5 +1,5 @@
-"""Where usage lives: one row per call, and per tenant and period the budget's running totals;
-both tenant-scoped, and the migrations that shape their tables."""
+"""Where usage lives: one row per call, and one row per tenant of running totals for the current
+hour, day and month; both tenant-scoped, and the migrations that shape their tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from datetime import datetime
 from pony.orm import Database, Optional, PrimaryKey, Required
 
 from hyperspot.modules.ai.domain.ports import (
-    BUDGET_ID_LENGTH,
     MODEL_LENGTH,
     PROVIDER_LENGTH,
     SUBJECT_LENGTH,
@@ -50,31 +49,34 @@ MIGRATIONS = (
                 ),
                 tenant_scoped=True,
             ),
-            # Quotas sum a tenant's current period; reports read a tenant's days.
+            # Budget totals are rebuilt from a tenant's period; reports read a tenant's days.
             CreateIndex(TABLE, "ai_usage_tenant_created", ("tenant_id", "created_at")),
             CreateIndex(TABLE, "ai_usage_tenant_day", ("tenant_id", "day")),
         ),
     ),
     Migration(
         version=2,
-        name="create budget counters",
+        name="create budget totals",
         steps=(
             CreateTable(
                 BUDGET_TABLE,
                 columns=(
-                    Column("id", ColumnType.STRING, length=BUDGET_ID_LENGTH, primary_key=True),
+                    # The tenant's id: one row per tenant.
+                    Column("id", ColumnType.STRING, length=64, primary_key=True),
                     Column("tenant_id", ColumnType.STRING, length=64),
-                    Column("period", ColumnType.STRING, length=8),
-                    Column("starts_at", ColumnType.DATETIME),
-                    Column("ends_at", ColumnType.DATETIME),
-                    Column("tokens", ColumnType.BIGINT),
-                    Column("requests", ColumnType.BIGINT),
                     Column("epoch", ColumnType.STRING, length=36),
+                    Column("hour_start", ColumnType.DATETIME),
+                    Column("hour_tokens", ColumnType.BIGINT),
+                    Column("hour_requests", ColumnType.BIGINT),
+                    Column("day_start", ColumnType.DATETIME),
+                    Column("day_tokens", ColumnType.BIGINT),
+                    Column("day_requests", ColumnType.BIGINT),
+                    Column("month_start", ColumnType.DATETIME),
+                    Column("month_tokens", ColumnType.BIGINT),
+                    Column("month_requests", ColumnType.BIGINT),
                 ),
                 tenant_scoped=True,
             ),
-            # Old periods' counters are deleted by tenant and end.
-            CreateIndex(BUDGET_TABLE, "ai_budget_tenant_ends", ("tenant_id", "ends_at")),
         ),
     ),
 )
@@ -99,13 +101,17 @@ def define_entities(db: Database) -> AiEntities:
 
     class BudgetRow(TenantScoped, db.Entity):  # type: ignore[misc]
         _table_ = BUDGET_TABLE
-        id = PrimaryKey(str, BUDGET_ID_LENGTH)
+        id = PrimaryKey(str, 64)
         tenant_id = Required(str, 64)
-        period = Required(str, 8)
-        starts_at = Required(datetime, precision=6)
-        ends_at = Required(datetime, precision=6)
-        tokens = Required(int, size=64)
-        requests = Required(int, size=64)
         epoch = Required(str, 36)
+        hour_start = Required(datetime, precision=6)
+        hour_tokens = Required(int, size=64)
+        hour_requests = Required(int, size=64)
+        day_start = Required(datetime, precision=6)
+        day_tokens = Required(int, size=64)
+        day_requests = Required(int, size=64)
+        month_start = Required(datetime, precision=6)
+        month_tokens = Required(int, size=64)
+        month_requests = Required(int, size=64)
 
     return AiEntities(Usage=UsageRow, Budget=BudgetRow)
