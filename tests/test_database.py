@@ -104,6 +104,7 @@ def test_two_servers_starting_together_migrate_once(
         assert [tuple(row) for row in cursor.fetchall()] == [
             ("access", 1),
             ("ai", 1),
+            ("ai", 2),
             ("audit", 1),
             ("notes", 1),
             ("notes", 2),
