@@ -32,3 +32,9 @@ NonBlank = Annotated[str, Field(pattern=r"\S"), AfterValidator(_not_blank)]
 Give the length bounds with ``Field`` where it is used, e.g.
 ``title: NonBlank = Field(max_length=200)``.
 """
+
+UuidText = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+"""A UUID as the platform writes ids (``str(uuid.uuid4())``: lower case, with hyphens), e.g. a
+path parameter naming a row; anything else is refused before a query is made."""

@@ -18,10 +18,10 @@ from hyperspot.modules.access.contract import (
 from hyperspot.modules.access.domain.service import AccessService
 from hyperspot.modules.tenants.contract import TENANT_ID_PATTERN
 from hyperspot.platform import Call, ModuleContext, NoConfig, Problem, Reply, RestApi
+from hyperspot.platform.fields import UuidText
 from hyperspot.platform.identity import PermissionCatalogue
 
 UUID_HEX = r"^[0-9a-f]{32}$"
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 class TenantPath(BaseModel):
@@ -33,7 +33,7 @@ class RolePath(TenantPath):
 
 
 class AssignmentPath(TenantPath):
-    assignment_id: str = Field(pattern=UUID_PATTERN)
+    assignment_id: UuidText
 
 
 class ApiKeyPath(BaseModel):

@@ -13,12 +13,11 @@ from hyperspot.modules.notes.contract import (
 from hyperspot.modules.notes.domain.service import NotesService
 from hyperspot.platform import Call, ModuleContext, Problem, Reply, RestApi
 from hyperspot.platform.db import ListQueryError
-
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+from hyperspot.platform.fields import UuidText
 
 
 class NotePath(BaseModel):
-    note_id: str = Field(pattern=UUID_PATTERN, description="The note's id (a UUID).")
+    note_id: UuidText = Field(description="The note's id (a UUID).")
 
 
 class NoteList(BaseModel):
