@@ -147,3 +147,34 @@ def test_duplicate_routes_and_ids_are_refused() -> None:
         op.path_params(path_model).response(200, Item).public().handler(handler)
     with pytest.raises(OperationError, match=re.escape("duplicate route GET /items/v1/{b}")):
         check_unique(by_x.build() + by_y.build())
+
+
+class ItemError(Exception):
+    """A contract's base error."""
+
+
+class ItemGoneError(ItemError):
+    pass
+
+
+def test_a_modules_errors_answer_as_the_problems_it_declared() -> None:
+    from hyperspot.platform import Problem
+    from hyperspot.platform.db import ListQueryError
+
+    api = RestApi("items")
+    api.problems(ItemError, lambda error: Problem(409, f"conflict: {error}"))
+    api.problems(ItemGoneError, lambda error: Problem(404, f"no item {error}"))
+    complete(api)
+    (op,) = api.build()
+    # The most specific declared class wins, whatever the order of declaration.
+    gone = op.problem_for(ItemGoneError("7"))
+    assert gone is not None and (gone.status_code, gone.description) == (404, "no item 7")
+    other = op.problem_for(ItemError("x"))
+    assert other is not None and other.status_code == 409
+    # The platform's own errors that know their problem need no declaration.
+    listed = op.problem_for(ListQueryError("limit", "too big"))
+    assert listed is not None and (listed.status_code, listed.kind) == (400, "validation-error")
+    # Anything else stays unexpected: a 500 the gateway logs.
+    assert op.problem_for(RuntimeError("a bug")) is None
+    with pytest.raises(OperationError, match="problems\\(\\) takes an exception class"):
+        api.problems(int, lambda error: Problem(400))  # type: ignore[type-var]

@@ -20,15 +20,12 @@ session hands over and returns one page plus an opaque cursor for the next::
     async def list_tasks(call: Call) -> TaskList:
         params = call.query(TaskListQuery)
 
-        def work() -> TaskList:
-            with session_for(call) as session:  # the platform's ScopedSession
-                try:
-                    found = page(session.query(Task), TASKS, params)
-                except ListQueryError as error:
-                    raise error.to_problem() from None
-                return TaskList(items=[to_dto(t) for t in found.items], next=found.next_cursor)
+        def work(session: ScopedSession) -> TaskList:
+            found = page(session.query(Task), TASKS, params)
+            return TaskList(items=[to_dto(t) for t in found.items], next=found.next_cursor)
 
-        return await asyncio.to_thread(work)
+        # An invalid $filter, $orderby or cursor raises ListQueryError: the gateway answers 400.
+        return await ctx.db.run(call.security, work)
 
 Supported ``$filter`` grammar (operators are lowercase, as in OData)::
 
@@ -86,7 +83,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 from pony.orm import desc
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from hyperspot.platform.gateway.problems import FieldError, Problem
+from hyperspot.platform.gateway.problems import FieldError, Problem, ProblemError
 
 E = TypeVar("E")
 
@@ -119,7 +116,7 @@ _COMPARISONS = tuple(_PY_OPS)
 _FUNCTIONS = ("contains", "startswith", "endswith")
 
 
-class ListQueryError(ValueError):
+class ListQueryError(ProblemError, ValueError):
     """A list query parameter is invalid; ``param`` names it (``$filter``, ``cursor``, ...)."""
 
     def __init__(self, param: str, message: str) -> None:

@@ -420,7 +420,7 @@ class Gateway:
                 body=body,
             )
             with tracer.start_as_current_span(handler_span):
-                result = await op.handler(call)
+                result = await _answer(op, call)
             _write(op, req, resp, result)
 
         return serve
@@ -565,6 +565,18 @@ def _write(
     elif reply.body is not None:
         resp.content_type = JSON_MEDIA
         resp.data = reply.body.model_dump_json(by_alias=True).encode()
+
+
+async def _answer(op: Operation, call: Call) -> BaseModel | Reply | None:
+    """The handler's answer; an error the module declared (``RestApi.problems``) answers as its
+    problem, any other stays an unexpected error (500)."""
+    try:
+        return await op.handler(call)
+    except Exception as error:
+        problem = op.problem_for(error)
+        if problem is None:
+            raise
+        raise problem from None
 
 
 async def _disconnected(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:

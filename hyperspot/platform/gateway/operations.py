@@ -13,25 +13,33 @@ fluent builder it returns::
 
 Every builder is checked when the gateway is built: an operation without a handler, without a
 response, or without an explicit access decision stops start-up with a message naming it.
+
+What a module's errors answer is declared once for all its operations, instead of a
+``try``/``except`` in each handler::
+
+    api.problems(UnknownLanguageError, lambda error: Problem(404, str(error)))
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TypeVar
+from types import MappingProxyType
+from typing import TypeVar, cast
 
 import falcon.asgi
 from pydantic import BaseModel
 
 from hyperspot.platform.errors import OperationError
+from hyperspot.platform.gateway.problems import Problem, ProblemError
 from hyperspot.platform.identity import PERMISSION, RequestOrigin
 from hyperspot.platform.security import SecurityContext
 
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Exception)
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 OPERATION_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -103,6 +111,8 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[BaseModel | Reply | None]]
+# What an error a handler raised answers as.
+ProblemFactory = Callable[[Exception], Problem]
 # Answers an operation served by another process (an out-of-process module): it gets the request
 # after the gateway authenticated, authorized and admitted it.
 Forwarder = Callable[
@@ -154,6 +164,21 @@ class Operation:
     # Set for an operation of an out-of-process module: documented by that process, and answered
     # by forwarding instead of by ``handler``.
     forward: Forwarder | None = None
+    # The module's errors and what they answer as (RestApi.problems).
+    problems: Mapping[type[Exception], ProblemFactory] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def problem_for(self, error: Exception) -> Problem | None:
+        """The problem a handler's ``error`` answers as, or None for an unexpected error: the
+        most specific declared class of it wins."""
+        if isinstance(error, ProblemError):
+            return error.to_problem()
+        for kind in type(error).__mro__:
+            factory = self.problems.get(kind)
+            if factory is not None:
+                return factory(error)
+        return None
 
     @property
     def documented(self) -> bool:
@@ -340,6 +365,16 @@ class RestApi:
     def __init__(self, module: str) -> None:
         self.module = module
         self.builders: list[OperationBuilder] = []
+        self._problems: dict[type[Exception], ProblemFactory] = {}
+
+    def problems(self, error: type[E], to_problem: Callable[[E], Problem]) -> RestApi:
+        """Errors of class ``error`` (subclasses too) raised by any of this module's handlers
+        answer ``to_problem(error)``: a contract's errors mapped to HTTP once, for every
+        operation. Anything else a handler raises stays a 500 (logged, never shown)."""
+        if not (isinstance(error, type) and issubclass(error, Exception)):
+            raise OperationError(f"module '{self.module}': problems() takes an exception class")
+        self._problems[error] = cast(ProblemFactory, to_problem)
+        return self
 
     def operation(self, method: str, path: str, operation_id: str) -> OperationBuilder:
         builder = OperationBuilder(self.module, method, path, operation_id)
@@ -347,7 +382,10 @@ class RestApi:
         return builder
 
     def build(self) -> list[Operation]:
-        return [builder.build() for builder in self.builders]
+        problems = MappingProxyType(dict(self._problems))
+        return [
+            dataclasses.replace(builder.build(), problems=problems) for builder in self.builders
+        ]
 
 
 def check_unique(operations: list[Operation]) -> None:

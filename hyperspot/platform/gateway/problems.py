@@ -35,6 +35,14 @@ class ProblemDetails(BaseModel):
     )
 
 
+class ProblemError(Exception):
+    """An error of the platform's own APIs that knows the problem it answers as; raised by a
+    handler, the gateway answers ``to_problem()`` (e.g. an invalid list query's 400)."""
+
+    def to_problem(self) -> Problem:
+        raise NotImplementedError
+
+
 class Problem(falcon.HTTPError):
     """Raise from a handler to answer with a problem document.
 

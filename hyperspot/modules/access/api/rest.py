@@ -74,6 +74,7 @@ def _problem(error: AccessError) -> Problem:
 def register_rest(ctx: ModuleContext[NoConfig], api: RestApi) -> None:
     service = ctx.clients.get(AccessService)
     catalogue = ctx.clients.get(PermissionCatalogue)
+    api.problems(AccessError, _problem)
     _register_identity(api, catalogue)
     _register_roles(api, service)
     _register_assignments(api, service)
@@ -123,39 +124,23 @@ def _register_identity(api: RestApi, catalogue: PermissionCatalogue) -> None:
 
 def _register_roles(api: RestApi, service: AccessService) -> None:
     async def list_roles(call: Call) -> RoleList:
-        try:
-            return RoleList(
-                items=await service.roles(call.security, call.path(TenantPath).tenant_id)
-            )
-        except AccessError as error:
-            raise _problem(error) from None
+        return RoleList(items=await service.roles(call.security, call.path(TenantPath).tenant_id))
 
     async def create_role(call: Call) -> Reply:
         tenant_id = call.path(TenantPath).tenant_id
-        try:
-            role = await service.create_role(
-                call.security, tenant_id, call.body(NewRole), call.origin
-            )
-        except AccessError as error:
-            raise _problem(error) from None
+        role = await service.create_role(call.security, tenant_id, call.body(NewRole), call.origin)
         location = f"/access/v1/tenants/{tenant_id}/roles/{role.name}"
         return Reply(201, role, headers={"Location": location})
 
     async def update_role(call: Call) -> Role:
         path = call.path(RolePath)
-        try:
-            return await service.update_role(
-                call.security, path.tenant_id, path.role, call.body(RoleChanges), call.origin
-            )
-        except AccessError as error:
-            raise _problem(error) from None
+        return await service.update_role(
+            call.security, path.tenant_id, path.role, call.body(RoleChanges), call.origin
+        )
 
     async def delete_role(call: Call) -> Reply:
         path = call.path(RolePath)
-        try:
-            await service.delete_role(call.security, path.tenant_id, path.role, call.origin)
-        except AccessError as error:
-            raise _problem(error) from None
+        await service.delete_role(call.security, path.tenant_id, path.role, call.origin)
         return Reply(204)
 
     tenant_roles = "/access/v1/tenants/{tenant_id}/roles"
@@ -210,28 +195,19 @@ def _register_assignments(api: RestApi, service: AccessService) -> None:
     async def list_assignments(call: Call) -> AssignmentList:
         tenant_id = call.path(TenantPath).tenant_id
         subject = call.query(AssignmentQuery).subject
-        try:
-            items = await service.assignments(call.security, tenant_id, subject)
-        except AccessError as error:
-            raise _problem(error) from None
+        items = await service.assignments(call.security, tenant_id, subject)
         return AssignmentList(items=items)
 
     async def assign(call: Call) -> Reply:
         tenant_id = call.path(TenantPath).tenant_id
-        try:
-            assignment = await service.assign(
-                call.security, tenant_id, call.body(NewAssignment), call.origin
-            )
-        except AccessError as error:
-            raise _problem(error) from None
+        assignment = await service.assign(
+            call.security, tenant_id, call.body(NewAssignment), call.origin
+        )
         return Reply(201, assignment)
 
     async def unassign(call: Call) -> Reply:
         path = call.path(AssignmentPath)
-        try:
-            await service.unassign(call.security, path.tenant_id, path.assignment_id, call.origin)
-        except AccessError as error:
-            raise _problem(error) from None
+        await service.unassign(call.security, path.tenant_id, path.assignment_id, call.origin)
         return Reply(204)
 
     tenant_assignments = "/access/v1/tenants/{tenant_id}/assignments"
@@ -274,18 +250,12 @@ def _register_api_keys(api: RestApi, service: AccessService) -> None:
         return ApiKeyList(items=await service.api_keys(call.security))
 
     async def create_key(call: Call) -> Reply:
-        try:
-            created = await service.create_api_key(call.security, call.body(NewApiKey), call.origin)
-        except AccessError as error:
-            raise _problem(error) from None
+        created = await service.create_api_key(call.security, call.body(NewApiKey), call.origin)
         # The key itself is in this response only: never cache it anywhere on the way.
         return Reply(201, created, headers={"Cache-Control": "no-store"})
 
     async def revoke_key(call: Call) -> Reply:
-        try:
-            await service.revoke_api_key(call.security, call.path(ApiKeyPath).key_id, call.origin)
-        except AccessError as error:
-            raise _problem(error) from None
+        await service.revoke_api_key(call.security, call.path(ApiKeyPath).key_id, call.origin)
         return Reply(204)
 
     (

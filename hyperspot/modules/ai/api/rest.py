@@ -3,9 +3,8 @@ quota. Refusals are problem documents naming the rule (``rule`` member)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,8 +32,6 @@ ALL_USAGE = "platform:ai-usage"
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 DEFAULT_DAYS = 30
 DAYS_BEFORE = timedelta(days=DEFAULT_DAYS - 1)
-
-T = TypeVar("T")
 
 
 class UsageQuery(BaseModel):
@@ -110,13 +107,6 @@ REFUSALS = (
 )
 
 
-async def _answer(served: Awaitable[Served[T]]) -> Served[T]:
-    try:
-        return await served
-    except REFUSALS as error:
-        raise _problem(error) from None
-
-
 def _timing(served: Served[Any]) -> dict[str, str]:
     # How long the providers took: the rest of the answer's time is the gateway's own.
     return {"Server-Timing": f"provider;dur={served.provider_ms:.1f}"}
@@ -124,6 +114,8 @@ def _timing(served: Served[Any]) -> dict[str, str]:
 
 def register_rest(ctx: ModuleContext[AiConfig], api: RestApi) -> None:
     service = ctx.clients.get(AiService)
+    for refusal in REFUSALS:
+        api.problems(refusal, _problem)
 
     async def list_models(call: Call) -> ModelList:
         return await service.models(call.security)
@@ -131,13 +123,13 @@ def register_rest(ctx: ModuleContext[AiConfig], api: RestApi) -> None:
     async def chat(call: Call) -> Reply:
         request = call.body(ChatRequest)
         if request.stream:
-            stream = await _answer(service.open_chat_stream(call.security, request))
+            stream = await service.open_chat_stream(call.security, request)
             return Reply(200, stream=stream.value, headers=_timing(stream))
-        served = await _answer(service.serve_chat(call.security, request))
+        served = await service.serve_chat(call.security, request)
         return Reply(200, served.value, headers=_timing(served))
 
     async def embed(call: Call) -> Reply:
-        served = await _answer(service.serve_embed(call.security, call.body(EmbeddingRequest)))
+        served = await service.serve_embed(call.security, call.body(EmbeddingRequest))
         return Reply(200, served.value, headers=_timing(served))
 
     async def usage(call: Call) -> UsageReport:

@@ -5,7 +5,6 @@ from pydantic import BaseModel, Field
 from hyperspot.modules.audit.contract import AuditEvent
 from hyperspot.modules.audit.domain.service import AuditService
 from hyperspot.platform import Call, ModuleContext, NoConfig, RestApi
-from hyperspot.platform.db import ListQueryError
 
 
 class AuditEventList(BaseModel):
@@ -22,10 +21,7 @@ def register_rest(ctx: ModuleContext[NoConfig], api: RestApi) -> None:
     async def list_events(call: Call) -> AuditEventList:
         # The scoped session limits the list to the tenant acted in: a platform administrator
         # reads another tenant's log by acting in it (X-Tenant-Id).
-        try:
-            items, cursor = await service.list(call.security, call.query(list_query))
-        except ListQueryError as error:
-            raise error.to_problem() from None
+        items, cursor = await service.list(call.security, call.query(list_query))
         return AuditEventList(items=items, next_cursor=cursor)
 
     (

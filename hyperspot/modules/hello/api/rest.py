@@ -27,15 +27,16 @@ class ComposeRequest(BaseModel):
 def register_rest(ctx: ModuleContext[HelloConfig], api: RestApi) -> None:
     greeter = ctx.clients.get(GreeterApi)
     max_length = ctx.config.max_name_length
+    # The contract's error, as every operation answers it.
+    api.problems(
+        UnknownLanguageError, lambda error: Problem(404, f"no greeting in language '{error}'")
+    )
 
     def greet(names: list[str], language: str) -> Greeting:
         too_long = [name for name in names if len(name) > max_length]
         if too_long:
             raise Problem(400, f"names longer than {max_length} characters: {', '.join(too_long)}")
-        try:
-            return greeter.greet(names, language)
-        except UnknownLanguageError:
-            raise Problem(404, f"no greeting in language '{language}'") from None
+        return greeter.greet(names, language)
 
     async def list_languages(call: Call) -> LanguageList:
         return LanguageList(items=greeter.languages())

@@ -12,7 +12,6 @@ from hyperspot.modules.notes.contract import (
 )
 from hyperspot.modules.notes.domain.service import NotesService
 from hyperspot.platform import Call, ModuleContext, Problem, Reply, RestApi
-from hyperspot.platform.db import ListQueryError
 from hyperspot.platform.fields import UuidText
 
 
@@ -27,49 +26,34 @@ class NoteList(BaseModel):
     )
 
 
-def _not_found(note_id: str) -> Problem:
+def _not_found(error: NoteNotFoundError) -> Problem:
     # The same answer whether the note is missing or another tenant's: no existence leak.
-    return Problem(404, f"no note {note_id}")
+    return Problem(404, f"no note {error}")
 
 
 def register_rest(ctx: ModuleContext[NotesConfig], api: RestApi) -> None:
     service = ctx.clients.get(NotesService)
     list_query = service.list_spec.params_model("NoteListQuery")
+    api.problems(NoteNotFoundError, _not_found)
+    api.problems(QuotaExceededError, lambda error: Problem(403, str(error), kind="quota-exceeded"))
 
     async def create(call: Call) -> Reply:
-        try:
-            note = await service.create(call.security, call.body(NewNote))
-        except QuotaExceededError as error:
-            raise Problem(403, str(error), kind="quota-exceeded") from None
+        note = await service.create(call.security, call.body(NewNote))
         return Reply(201, note, headers={"Location": f"/notes/v1/notes/{note.id}"})
 
     async def list_notes(call: Call) -> NoteList:
-        try:
-            items, cursor = await service.list(call.security, call.query(list_query))
-        except ListQueryError as error:
-            raise error.to_problem() from None
+        items, cursor = await service.list(call.security, call.query(list_query))
         return NoteList(items=items, next_cursor=cursor)
 
     async def get(call: Call) -> Note:
-        note_id = call.path(NotePath).note_id
-        try:
-            return await service.get(call.security, note_id)
-        except NoteNotFoundError:
-            raise _not_found(note_id) from None
+        return await service.get(call.security, call.path(NotePath).note_id)
 
     async def update(call: Call) -> Note:
         note_id = call.path(NotePath).note_id
-        try:
-            return await service.update(call.security, note_id, call.body(NoteChanges))
-        except NoteNotFoundError:
-            raise _not_found(note_id) from None
+        return await service.update(call.security, note_id, call.body(NoteChanges))
 
     async def delete(call: Call) -> Reply:
-        note_id = call.path(NotePath).note_id
-        try:
-            await service.delete(call.security, note_id)
-        except NoteNotFoundError:
-            raise _not_found(note_id) from None
+        await service.delete(call.security, call.path(NotePath).note_id)
         return Reply(204)
 
     (

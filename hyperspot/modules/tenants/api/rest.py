@@ -13,7 +13,6 @@ from hyperspot.modules.tenants.contract import (
 )
 from hyperspot.modules.tenants.domain.service import TenantsService
 from hyperspot.platform import Call, ModuleContext, NoConfig, Problem, Reply, RestApi
-from hyperspot.platform.db import ListQueryError
 
 BASE = "/tenants/v1/tenants"
 NOT_FOUND = "No such tenant in the caller's subtree"
@@ -44,55 +43,31 @@ def _problem(error: TenantError) -> Problem:
 def register_rest(ctx: ModuleContext[NoConfig], api: RestApi) -> None:
     service = ctx.clients.get(TenantsService)
     list_query = service.list_spec.params_model("TenantListQuery")
+    api.problems(TenantError, _problem)
 
     async def create(call: Call) -> Reply:
-        try:
-            tenant = await service.create(call.security, call.body(NewTenant), call.origin)
-        except TenantError as error:
-            raise _problem(error) from None
+        tenant = await service.create(call.security, call.body(NewTenant), call.origin)
         return Reply(201, tenant, headers={"Location": f"{BASE}/{tenant.id}"})
 
     async def list_tenants(call: Call) -> TenantList:
-        try:
-            items, cursor = await service.list(call.security, call.query(list_query))
-        except ListQueryError as error:
-            raise error.to_problem() from None
+        items, cursor = await service.list(call.security, call.query(list_query))
         return TenantList(items=items, next_cursor=cursor)
 
     async def get(call: Call) -> Tenant:
-        try:
-            return await service.get(call.security, call.path(TenantPath).tenant_id)
-        except TenantError as error:
-            raise _problem(error) from None
+        return await service.get(call.security, call.path(TenantPath).tenant_id)
 
     async def rename(call: Call) -> Tenant:
         tenant_id = call.path(TenantPath).tenant_id
-        try:
-            return await service.rename(
-                call.security, tenant_id, call.body(TenantChanges), call.origin
-            )
-        except TenantError as error:
-            raise _problem(error) from None
+        return await service.rename(call.security, tenant_id, call.body(TenantChanges), call.origin)
 
     async def suspend(call: Call) -> Tenant:
-        try:
-            return await service.suspend(
-                call.security, call.path(TenantPath).tenant_id, call.origin
-            )
-        except TenantError as error:
-            raise _problem(error) from None
+        return await service.suspend(call.security, call.path(TenantPath).tenant_id, call.origin)
 
     async def resume(call: Call) -> Tenant:
-        try:
-            return await service.resume(call.security, call.path(TenantPath).tenant_id, call.origin)
-        except TenantError as error:
-            raise _problem(error) from None
+        return await service.resume(call.security, call.path(TenantPath).tenant_id, call.origin)
 
     async def delete(call: Call) -> Reply:
-        try:
-            await service.delete(call.security, call.path(TenantPath).tenant_id, call.origin)
-        except TenantError as error:
-            raise _problem(error) from None
+        await service.delete(call.security, call.path(TenantPath).tenant_id, call.origin)
         return Reply(204)
 
     (

@@ -148,6 +148,7 @@ def _entity_info(entity: Any) -> EntityInfo:
 def register_rest(ctx: ModuleContext[TypesRegistryConfig], api: RestApi) -> None:
     registry = ctx.clients.get(TypesRegistry)
     config = ctx.config
+    api.problems(RegistryAccessError, _forbidden)
     _register_reads(api, registry)
     _register_writes(api, registry, config)
     _register_removal(api, registry)
@@ -226,8 +227,6 @@ def _register_writes(api: RestApi, registry: TypesRegistry, config: TypesRegistr
         try:
             validate, policy = settings(call)
             entity = (await registry.register(call.security, [content], validate, policy))[0]
-        except RegistryAccessError as error:
-            raise _forbidden(error) from None
         except (GtsRegistrationError, _UnknownModeError) as error:
             message = str(error).removeprefix("entity 0: ")
             return Reply(422, RegisterResult(ok=False, error=message, is_type_schema=is_schema))
@@ -245,8 +244,6 @@ def _register_writes(api: RestApi, registry: TypesRegistry, config: TypesRegistr
         try:
             validate, policy = settings(call)
             entities = await registry.register(call.security, contents, validate, policy)
-        except RegistryAccessError as error:
-            raise _forbidden(error) from None
         except _UnknownModeError as error:
             return Reply(422, BulkResult(ok=False, results=[], error=str(error)))
         except GtsRegistrationError as error:
@@ -269,8 +266,6 @@ def _register_writes(api: RestApi, registry: TypesRegistry, config: TypesRegistr
             validate, policy = settings(call)
             schemas = body if isinstance(body, list) else [_named_schema(body)]
             registered = await registry.register(call.security, schemas, validate, policy)
-        except RegistryAccessError as error:
-            raise _forbidden(error) from None
         except (GtsRegistrationError, _UnknownModeError, _MismatchError) as error:
             message = str(error).removeprefix("entity 0: ")
             named = None if isinstance(body, list) else body.type_id
@@ -329,8 +324,6 @@ def _register_removal(api: RestApi, registry: TypesRegistry) -> None:
             # A writer who may not read it learns nothing either.
             await registry.get(scope, gts_id)
             await registry.delete(call.security, gts_id)
-        except RegistryAccessError as error:
-            raise _forbidden(error) from None
         except EntityNotFoundError:
             return Reply(404, DeleteResult(ok=False, error=f"Entity '{gts_id}' not found"))
         return Reply(200, DeleteResult(ok=True, id=gts_id))
