@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from conftest import Launcher, free_port, run_cli
 
+from hyperspot.platform.config import DatabaseSettings
+from hyperspot.platform.db import PlatformDatabase, ScopedSession
 from hyperspot.platform.db.urls import DatabaseError, parse_database_url
+from hyperspot.platform.security import SecurityContext
 from hyperspot.sandbox.databases import ProvisionedDatabase
+
+TENANT = SecurityContext(subject="s", tenant_id="A")
+
+
+@pytest.fixture
+def notes_db(database: ProvisionedDatabase) -> Iterator[tuple[PlatformDatabase, Any]]:
+    """The platform's database on the test's own, with the notes module's table: (db, Note)."""
+    from hyperspot.modules.notes.infra.storage import MIGRATIONS, define_entities
+    from hyperspot.platform.db.migrations import MigrationRunner
+
+    MigrationRunner(database.url, [("notes", MIGRATIONS)]).up()
+    db = PlatformDatabase(DatabaseSettings(pool_size=2), database.url.url)
+    notes = define_entities(db.schema).Note
+    db.map_entities()
+    try:
+        yield db, notes
+    finally:
+        db.close()
 
 
 @pytest.mark.parametrize(
@@ -132,20 +154,10 @@ def test_migrate_cli_on_the_configured_database(
     assert "pending" not in status and "applied" in status
 
 
-def test_slow_database_work_never_stalls_the_event_loop(database: ProvisionedDatabase) -> None:
-    import asyncio
-
-    from hyperspot.modules.notes.infra.storage import MIGRATIONS, define_entities
-    from hyperspot.platform.config import DatabaseSettings
-    from hyperspot.platform.db import PlatformDatabase, ScopedSession
-    from hyperspot.platform.db.migrations import MigrationRunner
-    from hyperspot.platform.security import SecurityContext
-
-    MigrationRunner(database.url, [("notes", MIGRATIONS)]).up()
-    db = PlatformDatabase(DatabaseSettings(pool_size=2), database.url.url)
-    notes = define_entities(db.schema).Note
-    db.map_entities()
-    tenant = SecurityContext(subject="s", tenant_id="A")
+def test_slow_database_work_never_stalls_the_event_loop(
+    notes_db: tuple[PlatformDatabase, Any],
+) -> None:
+    db, notes = notes_db
 
     def slow(session: ScopedSession) -> str:
         time.sleep(1.0)  # stands for a slow query holding its worker thread
@@ -166,37 +178,26 @@ def test_slow_database_work_never_stalls_the_event_loop(database: ProvisionedDat
                 longest_tick = max(longest_tick, time.monotonic() - before)
 
         async def record(work: Callable[[ScopedSession], str]) -> None:
-            finished.append(await db.run(tenant, work))
+            finished.append(await db.run(TENANT, work))
 
         ticking = asyncio.create_task(ticker())
         await asyncio.gather(record(slow), record(fast))
         ticking.cancel()
         return finished, longest_tick
 
-    try:
-        finished, longest_tick = asyncio.run(scenario())
-    finally:
-        db.close()
+    finished, longest_tick = asyncio.run(scenario())
     assert finished == ["fast:0", "slow"]
     assert longest_tick < 0.5  # the loop kept running while the slow work held a thread
 
 
-def test_conflicting_units_run_again_only_when_asked(database: ProvisionedDatabase) -> None:
-    import asyncio
+def test_conflicting_units_run_again_only_when_asked(
+    notes_db: tuple[PlatformDatabase, Any],
+) -> None:
     import sqlite3
 
-    from hyperspot.modules.notes.infra.storage import MIGRATIONS, define_entities
-    from hyperspot.platform.config import DatabaseSettings
-    from hyperspot.platform.db import PlatformDatabase, ScopedSession
     from hyperspot.platform.db.database import CONFLICT_ATTEMPTS
-    from hyperspot.platform.db.migrations import MigrationRunner
-    from hyperspot.platform.security import SecurityContext
 
-    MigrationRunner(database.url, [("notes", MIGRATIONS)]).up()
-    db = PlatformDatabase(DatabaseSettings(pool_size=1), database.url.url)
-    notes = define_entities(db.schema).Note
-    db.map_entities()
-    tenant = SecurityContext(subject="s", tenant_id="A")
+    db, notes = notes_db
 
     def colliding(times: int, error: Exception) -> tuple[list[int], Callable[[ScopedSession], int]]:
         attempts: list[int] = []
@@ -210,24 +211,21 @@ def test_conflicting_units_run_again_only_when_asked(database: ProvisionedDataba
         return attempts, work
 
     locked = sqlite3.OperationalError("database is locked")
-    try:
-        attempts, work = colliding(2, locked)
-        assert asyncio.run(db.run(tenant, work, retry_conflicts=True)) == 0
-        assert len(attempts) == 3
-        attempts, work = colliding(1, locked)
-        with pytest.raises(sqlite3.OperationalError):
-            asyncio.run(db.run(tenant, work))
-        assert len(attempts) == 1
-        attempts, work = colliding(CONFLICT_ATTEMPTS, locked)
-        with pytest.raises(sqlite3.OperationalError):
-            asyncio.run(db.run(tenant, work, retry_conflicts=True))
-        assert len(attempts) == CONFLICT_ATTEMPTS
-        attempts, work = colliding(1, ValueError("a bug, not a collision"))
-        with pytest.raises(ValueError, match="a bug"):
-            asyncio.run(db.run(tenant, work, retry_conflicts=True))
-        assert len(attempts) == 1
-    finally:
-        db.close()
+    attempts, work = colliding(2, locked)
+    assert asyncio.run(db.run(TENANT, work, retry_conflicts=True)) == 0
+    assert len(attempts) == 3
+    attempts, work = colliding(1, locked)
+    with pytest.raises(sqlite3.OperationalError):
+        asyncio.run(db.run(TENANT, work))
+    assert len(attempts) == 1
+    attempts, work = colliding(CONFLICT_ATTEMPTS, locked)
+    with pytest.raises(sqlite3.OperationalError):
+        asyncio.run(db.run(TENANT, work, retry_conflicts=True))
+    assert len(attempts) == CONFLICT_ATTEMPTS
+    attempts, work = colliding(1, ValueError("a bug, not a collision"))
+    with pytest.raises(ValueError, match="a bug"):
+        asyncio.run(db.run(TENANT, work, retry_conflicts=True))
+    assert len(attempts) == 1
 
 
 @pytest.mark.parametrize(
@@ -238,22 +236,15 @@ def test_conflicting_units_run_again_only_when_asked(database: ProvisionedDataba
         datetime(1999, 12, 31, 23, 59, 59, 1),
     ],
 )
-def test_datetimes_read_back_exactly(database: ProvisionedDatabase, moment: datetime) -> None:
+def test_datetimes_read_back_exactly(
+    notes_db: tuple[PlatformDatabase, Any], database: ProvisionedDatabase, moment: datetime
+) -> None:
     # SQLite datetimes are read by the platform's own converter (fromisoformat), not Pony's.
-    from hyperspot.modules.notes.infra.storage import MIGRATIONS, define_entities
-    from hyperspot.platform.config import DatabaseSettings
-    from hyperspot.platform.db import PlatformDatabase, ScopedSession
     from hyperspot.platform.db.database import FastSQLiteDatetimeConverter
-    from hyperspot.platform.db.migrations import MigrationRunner
-    from hyperspot.platform.security import SecurityContext
 
-    MigrationRunner(database.url, [("notes", MIGRATIONS)]).up()
-    db = PlatformDatabase(DatabaseSettings(pool_size=1), database.url.url)
-    notes = define_entities(db.schema).Note
-    db.map_entities()
+    db, notes = notes_db
     if database.url.backend == "sqlite":
         assert (datetime, FastSQLiteDatetimeConverter) in db.schema.provider.converter_classes
-    tenant = SecurityContext(subject="s", tenant_id="A")
     values = {"title": "t", "body": "", "priority": 1, "pinned": False}
 
     def write(session: ScopedSession) -> None:
@@ -264,8 +255,5 @@ def test_datetimes_read_back_exactly(database: ProvisionedDatabase, moment: date
         assert row is not None
         return row.created_at, row.updated_at
 
-    try:
-        asyncio.run(db.run(tenant, write))
-        assert asyncio.run(db.run(tenant, read)) == (moment, moment)
-    finally:
-        db.close()
+    asyncio.run(db.run(TENANT, write))
+    assert asyncio.run(db.run(TENANT, read)) == (moment, moment)
