@@ -674,7 +674,7 @@ def test_a_stream_closed_before_its_first_event_is_still_metered() -> None:
 
 
 def test_a_failing_producer_ends_the_stream_and_a_disconnect_is_awaited() -> None:
-    from hyperspot.platform.gateway.app import _until_disconnected
+    from hyperspot.platform.gateway.streams import until_disconnected
 
     closed: list[str] = []
     received: list[str] = []
@@ -696,7 +696,7 @@ def test_a_failing_producer_ends_the_stream_and_a_disconnect_is_awaited() -> Non
 
     async def consume() -> list[bytes]:
         request = SimpleNamespace(_receive=receive)
-        stream = _until_disconnected(cast(Any, request), producer(), "t.op")
+        stream = until_disconnected(cast(Any, request), producer(), "t.op")
         return [piece async for piece in stream]
 
     assert asyncio.run(consume()) == [b"first"]

@@ -142,6 +142,39 @@ def test_one_consumer_in_every_transport(
 
 
 @pytest.mark.slow  # processes, not databases: once, on SQLite
+def test_a_module_process_streams_through_the_gateway(
+    launcher: Launcher, database: ProvisionedDatabase
+) -> None:
+    server = launcher.start(rpc_config(database, TRANSPORTS["http"]))
+    add_tenant(server, "acme")
+    pid, _ = child_of(server, "echo")
+    url = "/echo/v1/ticks"
+    headers = {**member("acme"), "Accept": "text/event-stream"}
+
+    # Each event arrives when the module's process sends it, not when the stream ends.
+    started = time.monotonic()
+    with server.client.stream(
+        "GET", url, params={"count": 4, "interval_ms": 400}, headers=headers
+    ) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        lines = answer.iter_lines()
+        assert next(lines) == 'data: {"number":0}'
+        assert time.monotonic() - started < 1.0  # the last one comes after 1.2 s
+        rest = [line for line in lines if line]
+    assert rest == [f'data: {{"number":{n}}}' for n in (1, 2, 3)]
+    wait_until(lambda: f"echo ticks: 4 of 4 sent by process {pid}" in server.log())
+
+    # A client that leaves stops the stream in the module's process too.
+    with server.client.stream(
+        "GET", url, params={"count": 50, "interval_ms": 100}, headers=headers
+    ) as answer:
+        assert next(answer.iter_lines()) == 'data: {"number":0}'
+    wait_until(lambda: f"of 50 sent by process {pid}" in server.log(), timeout=5)
+    assert "50 of 50 sent" not in server.log()
+
+
+@pytest.mark.slow  # processes, not databases: once, on SQLite
 def test_module_process_refuses_calls_not_from_the_platform(
     launcher: Launcher, database: ProvisionedDatabase
 ) -> None:

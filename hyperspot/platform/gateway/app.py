@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -11,7 +10,7 @@ import time
 import urllib.parse
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from itertools import accumulate
 from typing import Any, get_args, get_origin
 
@@ -33,6 +32,7 @@ from hyperspot.platform.gateway.problems import (
     Problem,
     problem_document,
 )
+from hyperspot.platform.gateway.streams import until_disconnected
 from hyperspot.platform.identity import (
     TENANT_HEADER,
     AccessDeniedError,
@@ -549,7 +549,7 @@ def _write(
         resp.set_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         resp.set_headers(reply.headers)
         resp.content_type = spec.stream_media_type
-        resp.stream = _until_disconnected(req, reply.stream, op.operation_id)
+        resp.stream = until_disconnected(req, reply.stream, op.operation_id)
         return
     if spec.model is not None and not isinstance(reply.body, spec.model):
         raise RuntimeError(
@@ -577,51 +577,6 @@ async def _answer(op: Operation, call: Call) -> BaseModel | Reply | None:
         if problem is None:
             raise
         raise problem from None
-
-
-async def _disconnected(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _until_disconnected(
-    req: falcon.asgi.Request, chunks: AsyncIterator[bytes], operation_id: str
-) -> AsyncIterator[bytes]:
-    """``chunks`` until they end or the client disconnects, whichever comes first.
-
-    Once the client is gone uvicorn's send() does nothing, so without this a stream would run to
-    its end for no one. Each next piece races the disconnect; either way ``chunks`` is closed, so
-    the producer's ``finally`` blocks run (e.g. to record what was sent). A producer that fails
-    half-way ends the stream (the status is sent already): logged, never raised into the server.
-    """
-    # Falcon keeps the ASGI receive callable; after the body was read it only reports the end.
-    watcher = asyncio.ensure_future(_disconnected(req._receive))
-    iterator = aiter(chunks)
-    try:
-        while True:
-            following = asyncio.ensure_future(anext(iterator))
-            await asyncio.wait({following, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if not following.done():
-                following.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await following
-                logger.info("%s: the client disconnected during the stream", operation_id)
-                return
-            try:
-                chunk = following.result()
-            except StopAsyncIteration:
-                return
-            except Exception as error:
-                logger.error("%s: the stream failed", operation_id, exc_info=error)
-                return
-            yield chunk
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
 
 
 class _StaticJson:

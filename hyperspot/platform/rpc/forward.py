@@ -3,12 +3,14 @@
 The module's process documents its operations in its own OpenAPI document; from it this gateway
 declares the same routes with the same access decisions and rate-limit classes. A request is
 authenticated, authorized and admitted here, then forwarded with the caller's signed context;
-the module's process validates it and answers.
+the module's process validates it and answers. A streamed answer (Server-Sent Events, any answer
+sent in chunks) is passed on piece by piece as it comes, and stopped upstream when the client
+goes away.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import falcon.asgi
@@ -22,6 +24,7 @@ from hyperspot.platform.gateway.operations import (
     ResponseSpec,
 )
 from hyperspot.platform.gateway.problems import Problem
+from hyperspot.platform.gateway.streams import until_disconnected
 from hyperspot.platform.rpc.context import CONTEXT_HEADER, ContextSigner
 from hyperspot.platform.security import SecurityContext
 
@@ -90,13 +93,23 @@ def _operation(
         query_model=None,
         path_model=None,
         body_model=None,
-        responses=(ResponseSpec(200, None, "forwarded"),),
+        responses=(ResponseSpec(200, None, "forwarded", stream_media_type=_streamed(entry)),),
         errors={},
         access=access,
         rate_limit=entry.get("x-hyperspot-rate-limit"),
         handler=_never_called,
         forward=forward,
     )
+
+
+def _streamed(entry: dict[str, Any]) -> str | None:
+    """The other media type the operation's success may answer in (e.g. a stream of
+    ``text/event-stream``), so that a client asking for it alone is not refused here."""
+    responses = entry.get("responses", {})
+    success = next((status for status in responses if str(status).startswith("2")), None)
+    content = responses.get(success, {}).get("content", {}) if success else {}
+    other = [media for media in content if media != "application/json"]
+    return other[0] if other else None
 
 
 async def _never_called(call: Call) -> None:  # pragma: no cover - forward answers instead
@@ -132,23 +145,43 @@ def forwarder(
         headers["x-forwarded-for"] = req.remote_addr or ""
         if security is not None:
             headers[CONTEXT_HEADER] = signer.sign(security, module)
+        request = client.build_request(
+            req.method, base + req.relative_uri, content=body, headers=headers, timeout=timeout_s
+        )
         try:
-            answer = await client.request(
-                req.method,
-                base + req.relative_uri,
-                content=body,
-                headers=headers,
-                timeout=timeout_s,
-            )
+            answer = await client.send(request, stream=True)
         except httpx.HTTPError:
             raise Problem(503, unavailable, headers={"Retry-After": "1"}) from None
+        streamed = answer.headers.get("transfer-encoding", "").lower() == "chunked"
+        try:
+            content = None if streamed else await answer.aread()
+        except httpx.HTTPError:
+            raise Problem(503, unavailable, headers={"Retry-After": "1"}) from None
+        finally:
+            if not streamed:
+                await answer.aclose()
         resp.status = answer.status_code
         for name, value in answer.headers.multi_items():
             if name.lower() not in _RESPONSE_DROPPED:
                 resp.append_header(name, value)
-        resp.data = answer.content
+        if content is not None:
+            resp.data = content
+            return
+        # The module's process sends the pieces as it makes them; so does this gateway. Each
+        # next piece waits at most timeout_s (a stream idle longer ends, logged).
+        label = f"{req.method} {req.path} (module '{module}')"
+        resp.stream = until_disconnected(req, _relay(answer), label)
 
     return forward
+
+
+async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for piece in answer.aiter_raw():
+            yield piece
+    finally:
+        # Closing the connection tells the module's process that no one reads any more.
+        await answer.aclose()
 
 
 def merge_documents(document: dict[str, Any], paths: dict[str, Any], other: dict[str, Any]) -> None:
