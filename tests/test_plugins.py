@@ -10,6 +10,7 @@ gateway object against an in-memory registry.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
@@ -358,11 +359,15 @@ class MemoryRegistry:
 
 
 class Loud:
-    def __init__(self, suffix: str = "!", fail: BaseException | None = None) -> None:
+    def __init__(
+        self, suffix: str = "!", fail: BaseException | None = None, delay_s: float = 0
+    ) -> None:
         self.suffix = suffix
         self.fail = fail
+        self.delay_s = delay_s
 
     async def shout(self, security: SecurityContext, text: str) -> str:
+        await asyncio.sleep(self.delay_s)
         if self.fail is not None:
             raise self.fail
         return text.upper() + self.suffix
@@ -443,6 +448,26 @@ def test_gateway_fallback_503_and_typed_errors() -> None:
     gateway.configure(PluginSelection(default_plugin="c", fallback_plugin="b"))
     with pytest.raises(ShoutRefusedError):
         run(gateway.call(USER, shout))
+
+
+def test_a_hung_plugin_fails_after_the_call_timeout() -> None:
+    registry, hub = world(("a", Loud(delay_s=30), (1, 2)), ("b", Loud(), (1, 2)))
+    gateway = PluginGateway(SLOT, "gw")
+    run(gateway.discover(registry, hub))
+    gateway.configure(PluginSelection(default_plugin="a", fallback_plugin="b", call_timeout_s=0.05))
+
+    def shout(plugin: Shouter) -> Coroutine[Any, Any, str]:
+        return plugin.shout(USER, "x")
+
+    started = time.monotonic()
+    result = run(gateway.call(USER, shout))
+    assert (result.value, result.plugin.name) == ("X!", "b")
+    assert result.failures == ("plugin 'a' did not answer within 0.05 s",)
+    assert time.monotonic() - started < 5
+    # A gateway may give one call its own bound.
+    with pytest.raises(PluginUnavailableError) as failed:
+        run(gateway.call(USER, shout, order=gateway.plugins[:1], timeout_s=0.01))
+    assert str(failed.value.description).endswith("plugin 'a' did not answer within 0.01 s")
 
 
 def test_discovery_refusals() -> None:

@@ -25,6 +25,7 @@ the few methods of the registry's contract used here. Plugins run in the gateway
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -265,6 +266,13 @@ class PluginSelection(BaseModel):
         default=None,
         description="Tried when the selected plugin fails; empty: the request fails with 503.",
     )
+    call_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="How long one plugin call may take; a slower plugin counts as failed, and "
+        "the fallback (if any) is tried.",
+    )
 
 
 def select_plugins(
@@ -473,22 +481,32 @@ class PluginGateway(Generic[P]):
         invoke: Callable[[P], Awaitable[R]],
         *,
         order: Sequence[PluginInfo] | None = None,
+        timeout_s: float | None = None,
     ) -> PluginResult[R]:
         """``invoke`` the plugin selected for the caller's tenant, then the fallback if it fails.
 
         ``order`` replaces the selection: the plugins to try, in order, as the gateway decides
         per request (e.g. those serving the model asked for); each must be one ``discover`` found.
+        Each try may take ``timeout_s`` (default: the selection's ``call_timeout_s``); a plugin
+        that takes longer has failed, so a hung plugin falls back like a broken one.
         The contract's declared errors pass through unchanged; any other failure of every plugin
         tried is a :class:`PluginUnavailableError` (503).
         """
         failures: list[str] = []
         if order is None:
             order = select_plugins(self.selection, self.plugins, security.tenant_id)
+        limit = self.selection.call_timeout_s if timeout_s is None else timeout_s
         for plugin in order:
             try:
-                value = await invoke(self._clients[plugin.id])
+                async with asyncio.timeout(limit):
+                    value = await invoke(self._clients[plugin.id])
             except self._answers:
                 raise
+            except TimeoutError:
+                failure = f"plugin '{plugin.name}' did not answer within {limit:g} s"
+                logger.warning("gateway '%s': %s", self.gateway, failure)
+                failures.append(failure)
+                continue
             except Exception as error:
                 failure = f"plugin '{plugin.name}' failed ({type(error).__name__})"
                 logger.warning("gateway '%s': %s: %s", self.gateway, failure, error, exc_info=error)

@@ -98,6 +98,13 @@ class AiConfig(BaseModel):
     tenant_quotas: dict[str, Quota] = Field(
         default_factory=dict, description="Per tenant id, what differs from the default budget."
     )
+    provider_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=600,
+        description="How long a provider may take to answer (a stream: its first chunk); a "
+        "slower one counts as failed and the model's next provider is tried.",
+    )
     usage_days: int = Field(
         default=92, ge=1, le=3660, description="The longest span one usage query may cover."
     )

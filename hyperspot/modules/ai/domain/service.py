@@ -540,7 +540,12 @@ class AiService:
             return await invoke(provider)
 
         try:
-            result = await self.gateway.call(call.security, counted, order=route.providers)
+            result = await self.gateway.call(
+                call.security,
+                counted,
+                order=route.providers,
+                timeout_s=self.config.provider_timeout_s,
+            )
         except (ProviderRefusedError, PluginUnavailableError) as error:
             # The gateway tries the route's providers in order: the last one tried answered.
             refused = isinstance(error, ProviderRefusedError)
