@@ -114,10 +114,14 @@ def test_a_signed_context_comes_back_whole_and_only_for_its_module() -> None:
     assert signer.verify(signer.sign(None, "items"), "items") is None
     with pytest.raises(ContextRejectedError, match="signed for 'items'"):
         signer.verify(token, "billing")
+    # Captured and sent again, it is refused: each call signs its own.
+    with pytest.raises(ContextRejectedError, match="already used"):
+        signer.verify(token, "items")
+    assert signer.verify(signer.sign(ANN, "items"), "items") == ANN
     with pytest.raises(ContextRejectedError, match="Signature verification failed"):
         ContextSigner("another-secret-of-the-right-length-0123").verify(token, "items")
     expired = jwt.encode(
-        {"aud": "hyperspot-internal", "mod": "items", "sub": "x", "iat": 0, "exp": 1},
+        {"aud": "hyperspot-internal", "mod": "items", "sub": "x", "iat": 0, "exp": 1, "jti": "j"},
         SECRET,
         algorithm="HS256",
     )
@@ -127,6 +131,25 @@ def test_a_signed_context_comes_back_whole_and_only_for_its_module() -> None:
         signer.verify(None, "items")
     with pytest.raises(ValueError, match="at least 32"):
         ContextSigner("short")
+
+
+def test_replay_memory_is_bounded_and_forgets_expired_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hyperspot.platform.rpc import context
+
+    monkeypatch.setattr(context, "MAX_REMEMBERED", 3)
+    signer = ContextSigner(SECRET)
+    tokens = [signer.sign(ANN, "items") for _ in range(5)]
+    for token in tokens:
+        signer.verify(token, "items")
+    assert len(signer._seen) == 3  # the two oldest forgotten to stay within the bound
+    with pytest.raises(ContextRejectedError, match="already used"):
+        signer.verify(tokens[-1], "items")
+    for token_id in signer._seen:  # as if their minute were over
+        signer._seen[token_id] = 0
+    signer.verify(signer.sign(None, "items"), "items")
+    assert len(signer._seen) == 1
 
 
 class _FlakyFar:
