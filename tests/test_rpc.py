@@ -142,6 +142,37 @@ def test_one_consumer_in_every_transport(
 
 
 @pytest.mark.slow  # processes, not databases: once, on SQLite
+def test_a_hung_module_process_is_killed_and_restarted(
+    launcher: Launcher, database: ProvisionedDatabase
+) -> None:
+    config = rpc_config(database, TRANSPORTS["http"])
+    config["clients"].update(liveness_interval_s=0.3, liveness_failures=2)
+    server = launcher.start(config)
+    add_tenant(server, "acme")
+    pid, _ = child_of(server, "echo")
+
+    # Its event loop blocked for two minutes: alive, and of no use to anyone.
+    started = time.monotonic()
+    frozen = server.client.post("/echo/v1/freeze", json={"seconds": 120}, headers=member("acme"))
+    assert frozen.status_code == 503, frozen.text  # its connection died with it
+    assert time.monotonic() - started < 15
+    assert f"process {pid} left /healthz unanswered 2 times in a row" in server.log()
+
+    def serves_again() -> bool:
+        answer = server.client.get("/echo/v1/pid", headers=member("acme"))
+        return answer.status_code == 200 and answer.json()["pid"] != pid
+
+    wait_until(serves_again)
+    assert not alive(pid)
+    assert child_of(server, "echo")[0] != pid
+    assert "restarts 1" in next(
+        entry["detail"]
+        for entry in server.client.get("/health").json()["modules"]
+        if entry["name"] == "echo"
+    )
+
+
+@pytest.mark.slow  # processes, not databases: once, on SQLite
 def test_a_module_process_streams_through_the_gateway(
     launcher: Launcher, database: ProvisionedDatabase
 ) -> None:

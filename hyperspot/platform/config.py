@@ -309,6 +309,19 @@ class ClientSettings(_Strict):
     forward_timeout_s: float = Field(
         default=60.0, gt=0, description="REST requests forwarded to a module in another process."
     )
+    liveness_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often the platform asks each module process it supervises for /healthz.",
+    )
+    liveness_failures: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Probes in a row a module process may leave unanswered before it is killed "
+        "and restarted (it hangs: alive is not enough).",
+    )
 
 
 class ModuleDeployment(_Strict):

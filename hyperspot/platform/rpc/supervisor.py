@@ -70,6 +70,7 @@ class ModuleProcess:
         self._problem = "starting"
         self._stopping = False
         self._watcher: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
         self.restarts = 0
 
@@ -101,9 +102,9 @@ class ModuleProcess:
 
     async def start(self) -> None:
         await self._spawn()
-        self._watcher = asyncio.get_running_loop().create_task(
-            self._watch(), name=f"supervisor:{self.module}"
-        )
+        loop = asyncio.get_running_loop()
+        self._watcher = loop.create_task(self._watch(), name=f"supervisor:{self.module}")
+        self._prober = loop.create_task(self._probe(), name=f"liveness:{self.module}")
 
     async def _spawn(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -184,12 +185,42 @@ class ModuleProcess:
                 continue
             self.restarts += 1
 
+    async def _probe(self) -> None:
+        """Kill a process that no longer answers /healthz, so that ``_watch`` restarts it: a
+        process can be alive and of no use (a blocked event loop, a deadlock)."""
+        interval = self.settings.liveness_interval_s
+        timeout = min(HEALTH_TIMEOUT_S, interval)
+        misses = 0
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            address, process = self.http_address(), self.process
+            if address is None or process is None or process.returncode is not None:
+                misses = 0  # starting, or exited: the watcher's business
+                continue
+            try:
+                await self.client.get(f"{address}/healthz", timeout=timeout)
+                misses = 0
+            except httpx.HTTPError:
+                misses += 1
+            if misses >= self.settings.liveness_failures:
+                misses = 0
+                logger.error(
+                    "module '%s': process %s left /healthz unanswered %d times in a row "
+                    "(every %g s, clients.liveness_*): killing it to restart it",
+                    self.module,
+                    process.pid,
+                    self.settings.liveness_failures,
+                    interval,
+                )
+                await self._kill()
+
     async def stop(self, grace_s: float) -> None:
         self._stopping = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._prober):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         process = self.process
         if process is not None and process.returncode is None:
             process.send_signal(signal.SIGTERM)
