@@ -106,6 +106,7 @@ def test_json_lines_carry_request_trace_tenant_and_module(tmp_path: Path) -> Non
         "span_id": format(context.span_id, "016x"),
         "tenant": "acme",
         "module": "notes",  # from the module's logger when no request names one
+        "process": "-",  # the platform's own process; a module process names itself
         "note_id": "n1",
         "size": 3,
     }

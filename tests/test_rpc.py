@@ -195,6 +195,8 @@ def test_a_module_process_streams_through_the_gateway(
         rest = [line for line in lines if line]
     assert rest == [f'data: {{"number":{n}}}' for n in (1, 2, 3)]
     wait_until(lambda: f"echo ticks: 4 of 4 sent by process {pid}" in server.log())
+    # Its log lines share the platform's stderr, each labelled with the module and process.
+    assert re.search(rf"WARNING +echo:{pid} echo \[.*\] echo ticks: 4 of 4", server.log())
 
     # A client that leaves stops the stream in the module's process too.
     with server.client.stream(

@@ -53,6 +53,7 @@ CONTEXT_FIELDS = {
     "span_id": "span_id",
     "tenant": "tenant",
     "module": "hyperspot_module",
+    "process": "hyperspot_process",
 }
 
 # Attributes every record has; whatever else a record carries came from ``extra=``.
@@ -92,6 +93,7 @@ class ContextFilter(logging.Filter):
             # A module's background work logs outside any request: its logger names it.
             module = record.name[len(_MODULE_LOGGER_PREFIX) :].split(".", 1)[0]
         attrs.setdefault("hyperspot_module", module)
+        attrs.setdefault("hyperspot_process", _state.process_label)
         return True
 
 
@@ -202,7 +204,9 @@ class TextFormatter(logging.Formatter):
         tenant = str(getattr(record, "tenant", UNKNOWN))
         if tenant != UNKNOWN:
             context += f" tenant={tenant}"
-        line = f"{_timestamp(record)} {level} {record.name} [{context}] {record.getMessage()}"
+        process = str(getattr(record, "hyperspot_process", UNKNOWN))
+        name = record.name if process == UNKNOWN else f"{process} {record.name}"
+        line = f"{_timestamp(record)} {level} {name} [{context}] {record.getMessage()}"
         exception = _exception_text(self, record)
         if exception:
             line = f"{line}\n{exception}"
@@ -438,6 +442,8 @@ class _State:
     module_loggers: list[str] = field(default_factory=list)  # levels set from ``modules``
     atexit_registered: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Which process writes (see configure_logging); UNKNOWN for the platform's own.
+    process_label: str = UNKNOWN
 
 
 _state = _State()
@@ -460,13 +466,18 @@ def _file_handler(settings: LogFileSettings) -> RotatingLogFile | None:
     return handler
 
 
-def configure_logging(settings: LoggingSettings, *, write_file: bool = True) -> None:
+def configure_logging(
+    settings: LoggingSettings, *, write_file: bool = True, process: str = UNKNOWN
+) -> None:
     """Set up the process's logging; calling it again replaces the previous set-up.
 
     ``write_file=False`` leaves ``logging.file`` alone: for commands that share the server's
-    configuration but must not write (or rotate) the server's log file beside it.
+    configuration but must not write (or rotate) the server's log file beside it. ``process``
+    labels every line (a module process: ``<module>:<pid>``), as lines of several processes
+    share one stderr.
     """
     with _state.lock:
+        _state.process_label = process
         # The new file first: when its path is unusable, the previous set-up stays.
         file_handler = _file_handler(settings.file) if write_file else None
         _stop_locked()

@@ -49,7 +49,7 @@ def run_module(
         _die_with(parent_pid)
     loaded = load_config(config_path)
     # The parent writes the log file; a module process logs to stderr, which the parent shares.
-    configure_logging(loaded.settings.logging, write_file=False)
+    configure_logging(loaded.settings.logging, write_file=False, process=f"{name}:{os.getpid()}")
     modules = load_modules(loaded)
     loaded, modules = _only(name, loaded, modules, parent_url)
     runtime = Runtime(loaded, modules)
