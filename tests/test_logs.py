@@ -118,6 +118,39 @@ def test_json_lines_carry_request_trace_tenant_and_module(tmp_path: Path) -> Non
     assert (outside["tenant"], outside["module"]) == ("-", "hello")
 
 
+def test_a_module_process_line_is_logged_as_the_record_it_was(tmp_path: Path) -> None:
+    from hyperspot.platform.logs import relay_line
+
+    child = tmp_path / "child.log"
+    configure(file={"path": str(child)})
+    with bound(request_id_var, "req-9"), bound(tenant_var, "acme"):
+        logging.getLogger("hyperspot.modules.notes").warning("slow %s", "query", extra={"ms": 9})
+        try:
+            raise KeyError("gone")
+        except KeyError:
+            logging.getLogger("echo").exception("failed")
+    stop_logging()
+    written = child.read_text(encoding="utf-8").splitlines()
+
+    platform = tmp_path / "platform.log"
+    configure(file={"path": str(platform)})
+    for line in written:
+        relay_line(line, "notes:42")
+    relay_line("Traceback (most recent call last):", "notes:42")  # before logging was set up
+    relay_line('{"not": "a record"}', "notes:42")
+    stop_logging()
+    slow, failed, raw, other = json_lines(platform)
+    assert slow == json.loads(written[0])
+    assert (slow["message"], slow["tenant"], slow["ms"]) == ("slow query", "acme", 9)
+    assert failed["exception"].endswith("KeyError: 'gone'")
+    assert (raw["level"], raw["process"], raw["message"]) == (
+        "WARNING",
+        "notes:42",
+        "Traceback (most recent call last):",
+    )
+    assert other["message"] == '{"not": "a record"}'
+
+
 def test_text_lines_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(LoggingSettings(format="text"))
     tracer = TracerProvider().get_tracer("test")

@@ -8,6 +8,7 @@ this process (local), a child process reached over HTTP, and one reached over gR
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -174,9 +175,12 @@ def test_a_hung_module_process_is_killed_and_restarted(
 
 @pytest.mark.slow  # processes, not databases: once, on SQLite
 def test_a_module_process_streams_through_the_gateway(
-    launcher: Launcher, database: ProvisionedDatabase
+    launcher: Launcher, database: ProvisionedDatabase, tmp_path: Path
 ) -> None:
-    server = launcher.start(rpc_config(database, TRANSPORTS["http"]))
+    config = rpc_config(database, TRANSPORTS["http"])
+    log_file = tmp_path / "platform.log"
+    config["logging"] = {"file": {"path": str(log_file)}}
+    server = launcher.start(config)
     add_tenant(server, "acme")
     pid, _ = child_of(server, "echo")
     url = "/echo/v1/ticks"
@@ -195,8 +199,12 @@ def test_a_module_process_streams_through_the_gateway(
         rest = [line for line in lines if line]
     assert rest == [f'data: {{"number":{n}}}' for n in (1, 2, 3)]
     wait_until(lambda: f"echo ticks: 4 of 4 sent by process {pid}" in server.log())
-    # Its log lines share the platform's stderr, each labelled with the module and process.
+    # Its log lines reach the platform's console and file, each naming the module process.
     assert re.search(rf"WARNING +echo:{pid} echo \[.*\] echo ticks: 4 of 4", server.log())
+    filed = [json.loads(line) for line in log_file.read_text().splitlines()]
+    ticks = next(entry for entry in filed if "echo ticks: 4 of 4" in entry["message"])
+    assert (ticks["process"], ticks["logger"], ticks["level"]) == (f"echo:{pid}", "echo", "WARNING")
+    assert ticks["request_id"] not in ("", "-")
 
     # A client that leaves stops the stream in the module's process too.
     with server.client.stream(

@@ -466,6 +466,65 @@ def _file_handler(settings: LogFileSettings) -> RotatingLogFile | None:
     return handler
 
 
+def module_process_logging(settings: LoggingSettings) -> LoggingSettings:
+    """A supervised module process's logging: JSON lines on its stderr, which the platform reads
+    and logs as its own (``relay_line``), to its console and its file alike."""
+    return settings.model_copy(update={"format": "json", "console": True})
+
+
+def relay_line(line: str, process: str) -> None:
+    """Log a line a module process wrote on its stderr as if it were logged here.
+
+    A JSON line of ``module_process_logging`` becomes the record it was (its time, level, logger,
+    context, extras and traceback), so the platform's handlers format and file it like their own,
+    and per-trace buffers see it. Anything else (a crash before logging was set up) is kept as
+    it is, as a warning naming the process.
+    """
+    record = _record_from_json(line)
+    if record is None:
+        record = logging.makeLogRecord(
+            {
+                "name": "hyperspot.module_process",
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "msg": line,
+                "hyperspot_process": process,
+            }
+        )
+    for handler in logging.getLogger().handlers:
+        if record.levelno >= handler.level:
+            handler.handle(record)
+
+
+def _record_from_json(line: str) -> logging.LogRecord | None:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or not {"ts", "level", "logger", "message"} <= entry.keys():
+        return None
+    level = logging.getLevelName(str(entry.pop("level")))
+    if not isinstance(level, int):
+        return None
+    try:
+        created = datetime.fromisoformat(str(entry.pop("ts"))).timestamp()
+    except ValueError:
+        created = time.time()
+    attrs: dict[str, Any] = {
+        "name": str(entry.pop("logger")),
+        "levelno": level,
+        "levelname": logging.getLevelName(level),
+        "msg": str(entry.pop("message")),
+        "created": created,
+        "exc_text": entry.pop("exception", None),
+    }
+    for name, attr in CONTEXT_FIELDS.items():
+        attrs[attr] = entry.pop(name, UNKNOWN)
+    # What is left are the extras the module logged (extra=...): never a record's own attribute.
+    attrs.update({key: value for key, value in entry.items() if key not in _STANDARD_ATTRS})
+    return logging.makeLogRecord(attrs)
+
+
 def configure_logging(
     settings: LoggingSettings, *, write_file: bool = True, process: str = UNKNOWN
 ) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from hyperspot.platform.config import DEPLOYMENT_KEYS, LoadedConfig, load_config
 from hyperspot.platform.errors import HyperspotError
-from hyperspot.platform.logs import configure_logging
+from hyperspot.platform.logs import configure_logging, module_process_logging
 from hyperspot.platform.module import Module
 from hyperspot.platform.rpc.supervisor import READY_PREFIX
 from hyperspot.platform.runtime import Runtime, load_modules
@@ -49,7 +49,11 @@ def run_module(
         _die_with(parent_pid)
     loaded = load_config(config_path)
     # The parent writes the log file; a module process logs to stderr, which the parent shares.
-    configure_logging(loaded.settings.logging, write_file=False, process=f"{name}:{os.getpid()}")
+    settings = loaded.settings.logging
+    if parent_pid is not None:
+        # Supervised: the platform reads this stderr and logs its lines, file included.
+        settings = module_process_logging(settings)
+    configure_logging(settings, write_file=False, process=f"{name}:{os.getpid()}")
     modules = load_modules(loaded)
     loaded, modules = _only(name, loaded, modules, parent_url)
     runtime = Runtime(loaded, modules)

@@ -20,6 +20,7 @@ import httpx
 
 from hyperspot.platform.config import ClientSettings
 from hyperspot.platform.errors import StartupError
+from hyperspot.platform.logs import relay_line
 from hyperspot.platform.module import HealthCheck
 
 logger = logging.getLogger("hyperspot.supervisor")
@@ -30,6 +31,8 @@ READY_PREFIX = "HYPERSPOT-MODULE-READY "
 STABLE_AFTER_S = 30.0
 FIRST_RESTART_DELAY_S = 0.5
 HEALTH_TIMEOUT_S = 2.0
+# The longest line read from a module process's output; a longer one is cut, never blocking it.
+LINE_LIMIT = 1 << 20
 
 
 class ModuleLocation(Protocol):
@@ -72,6 +75,7 @@ class ModuleProcess:
         self._watcher: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._logs: asyncio.Task[None] | None = None
         self.restarts = 0
 
     def http_address(self) -> str | None:
@@ -114,9 +118,13 @@ class ModuleProcess:
             "--parent-pid",
             str(os.getpid()),
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL,
             env=self.env,
+            limit=LINE_LIMIT,
         )
+        # From its first line: what it logs while starting matters most when it fails to.
+        self._logs = asyncio.get_running_loop().create_task(self._relay_logs(self.process))
         try:
             addresses = await asyncio.wait_for(
                 self._read_ready(self.process), self.settings.start_timeout_s
@@ -158,6 +166,22 @@ class ModuleProcess:
         while line := await process.stdout.readline():
             text = line.decode(errors="replace").rstrip()
             logger.info("module process %s printed: %s", process.pid, text)
+
+    async def _relay_logs(self, process: asyncio.subprocess.Process) -> None:
+        """The process's log lines (JSON on its stderr), logged here: console, file, traces."""
+        assert process.stderr is not None
+        label = f"{self.module}:{process.pid}"
+        while True:
+            try:
+                line = await process.stderr.readline()
+            except ValueError:  # longer than LINE_LIMIT: asyncio dropped it, the next is whole
+                relay_line(f"(a line longer than {LINE_LIMIT} bytes was dropped)", label)
+                continue
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                relay_line(text, label)
 
     async def _watch(self) -> None:
         delay = FIRST_RESTART_DELAY_S
@@ -229,8 +253,9 @@ class ModuleProcess:
             except TimeoutError:
                 logger.error("module '%s' did not stop in time: killing it", self.module)
                 await self._kill()
-        if self._drain is not None:
-            self._drain.cancel()
+        for reader in (self._drain, self._logs):
+            if reader is not None:
+                reader.cancel()
         self._addresses = {}
         self._problem = "stopped"
 
