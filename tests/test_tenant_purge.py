@@ -128,6 +128,26 @@ def test_a_tenant_recreated_under_a_deleted_ones_id_inherits_nothing(server: Ser
     assert ("tenants.delete", "acme", AuditResult.SUCCESS.value) in audit_actions(server, ROOT)
 
 
+def test_a_module_in_another_process_loses_the_deleted_tenants_rows_too(
+    launcher: Launcher, database: ProvisionedDatabase
+) -> None:
+    # notes runs in a child process: the platform that deletes the tenant has no notes entity.
+    config = {"modules": {"notes": {"runtime": "oop"}}, "auth": {"cache_ttl_s": 0}}
+    server = launcher.start(secured_config(database.url.url, config))
+    for tenant in ("acme", "globex"):
+        add_tenant(server, tenant)
+        for title in ("plan", "budget"):
+            body = {"title": title}
+            ok(server.client.post("/notes/v1/notes", json=body, headers=member(tenant)), 201)
+
+    ok(server.client.delete("/tenants/v1/tenants/acme", headers=bearer(ROOT)), 204)
+    add_tenant(server, "acme")
+
+    assert titles(server, "acme") == []
+    assert titles(server, "globex") == ["budget", "plan"]
+    assert "notes_note: 2" in server.log()
+
+
 def test_a_refused_deletion_keeps_the_tenants_data(server: Server) -> None:
     client = server.client
     fill(server, "acme2")
@@ -267,3 +287,21 @@ def test_purge_refuses_no_tenant_and_a_foreign_session(
             caller("c"),
             lambda session: other.purge_tenant_rows(session, "a", "test"),
         )
+
+
+def test_tenant_tables_follow_the_applied_migrations() -> None:
+    from hyperspot.platform.db import Column, ColumnType, CreateTable, DropTable, Migration
+    from hyperspot.platform.db.schema import tenant_tables
+
+    def table(name: str, tenant_scoped: bool = True) -> CreateTable:
+        column = Column("id", ColumnType.STRING, length=36, primary_key=True)
+        return CreateTable(name, columns=(column,), tenant_scoped=tenant_scoped)
+
+    migrations = (
+        Migration(1, "first", (table("a_items"), table("a_settings", tenant_scoped=False))),
+        Migration(2, "more", (table("a_tags"),)),
+        Migration(3, "fewer", (DropTable("a_items"),)),
+    )
+    assert tenant_tables(migrations, up_to=0) == []
+    assert tenant_tables(migrations, up_to=2) == ["a_items", "a_tags"]
+    assert tenant_tables(migrations, up_to=3) == ["a_tags"]

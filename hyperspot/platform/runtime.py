@@ -244,6 +244,13 @@ class Runtime:
                 if self.database is not None:
                     await asyncio.to_thread(self.database.map_entities)
                     self.observability.instrument_database(self.database)
+                    for record in self.elsewhere:
+                        # A child process shares this database: its tenant rows go with a
+                        # tenant too. A remote module keeps its own data, on its own database.
+                        if record.runtime == "oop":
+                            self.database.add_module_elsewhere(
+                                record.module.name, record.module.migrations
+                            )
             operations = list(self._platform_operations())
             for record in self.active:
                 api = RestApi(record.module.name)

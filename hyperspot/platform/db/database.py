@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
@@ -31,6 +31,8 @@ from pony.orm.dbproviders.sqlite import SQLiteDatetimeConverter
 
 from hyperspot.platform.config import DatabaseSettings
 from hyperspot.platform.db.faults import DatabaseUnavailableError, is_conflict, is_unavailable
+from hyperspot.platform.db.migrations import HISTORY_TABLE
+from hyperspot.platform.db.schema import Migration, tenant_tables
 from hyperspot.platform.db.session import (
     ScopedSession,
     TenantScoped,
@@ -98,6 +100,8 @@ class PlatformDatabase:
         self.url: DatabaseUrl = parse_database_url(url)
         self.schema = Database()
         self.mapped = False
+        # Modules on this database whose entities live in another process (runtime: oop).
+        self._elsewhere: dict[str, tuple[Migration, ...]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._health: DatabaseHealth | None = None
         # Set when work failed for want of the server: the next probe checks afresh.
@@ -228,6 +232,11 @@ class PlatformDatabase:
                 f"the database at {self.url.where} is unavailable: {_first_line(error)}"
             ) from error
 
+    def add_module_elsewhere(self, module: str, migrations: Sequence[Migration]) -> None:
+        """A module that keeps its tables in this database but runs in another process: its
+        tenant tables (from its migrations) are purged with a tenant too, by table."""
+        self._elsewhere[module] = tuple(migrations)
+
     async def purge_tenant(self, tenant_id: str, reason: str) -> dict[str, int]:
         """Delete every row of ``tenant_id`` from every tenant table, in one system transaction.
 
@@ -244,7 +253,9 @@ class PlatformDatabase:
         """Delete every row of ``tenant_id`` from every tenant table, inside the current unit.
 
         The tables are those of every TenantScoped entity defined on ``schema`` in this process,
-        so no module has to remember to clean up after a deleted tenant. Run inside a scoped unit
+        so no module has to remember to clean up after a deleted tenant, and the tenant tables
+        that the applied migrations of modules running in other processes created
+        (``add_module_elsewhere``). Run inside a scoped unit
         (a tenant's deletion, which commits or rolls back with its data), the purge is system
         work all the same: it is logged, and on PostgreSQL row-level security is lifted for the
         purge alone (``hyperspot.system``, transaction-local) and restored after it. Rows of the
@@ -263,6 +274,9 @@ class PlatformDatabase:
                 entity._table_: _delete_rows_of(entity, tenant_id)
                 for entity in self.tenant_entities()
             }
+            for table in self._tables_elsewhere():
+                if table not in deleted:
+                    deleted[table] = self._delete_rows_in(table, tenant_id)
         finally:
             if postgres:
                 self._set_system_flag(session.security.system)
@@ -272,6 +286,32 @@ class PlatformDatabase:
             ", ".join(f"{table}: {count}" for table, count in deleted.items()) or "no tables",
         )
         return deleted
+
+    def _tables_elsewhere(self) -> list[str]:
+        """The tenant tables the applied migrations of modules in other processes created."""
+        if not self._elsewhere:
+            return []
+        applied = dict(
+            self.schema.execute(
+                # hyperspot: ignore[HS005] the table name is the platform's constant
+                f"SELECT module, MAX(version) FROM {HISTORY_TABLE} GROUP BY module"  # noqa: S608
+            ).fetchall()
+        )
+        return sorted(
+            table
+            for module, migrations in self._elsewhere.items()
+            for table in tenant_tables(migrations, up_to=int(applied.get(module) or 0))
+        )
+
+    def _delete_rows_in(self, table: str, tenant_id: str) -> int:
+        quoted = self.schema.provider.quote_name(table)
+        cursor = self.schema.execute(
+            # hyperspot: ignore[HS005] a table a module's migration created, quoted; value bound
+            f"DELETE FROM {quoted} WHERE tenant_id = $tenant_id",  # noqa: S608
+            {},
+            {"tenant_id": tenant_id},
+        )
+        return int(cursor.rowcount)
 
     def tenant_entities(self) -> list[type[Any]]:
         """Every TenantScoped entity mapped here that owns a table, sorted by table."""

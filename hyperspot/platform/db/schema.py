@@ -7,6 +7,7 @@ entity declared with the same names and types binds to the migrated table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -82,3 +83,17 @@ class Migration:
     version: int
     name: str
     steps: tuple[Step, ...]
+
+
+def tenant_tables(migrations: Sequence[Migration], *, up_to: int) -> list[str]:
+    """The tenant tables that ``migrations`` up to version ``up_to`` leave in the database."""
+    tables: set[str] = set()
+    for migration in migrations:
+        if migration.version > up_to:
+            break
+        for step in migration.steps:
+            if isinstance(step, CreateTable) and step.tenant_scoped:
+                tables.add(step.table)
+            elif isinstance(step, DropTable):
+                tables.discard(step.table)
+    return sorted(tables)
