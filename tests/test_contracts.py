@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from typing import Protocol
 
 import jwt
@@ -238,3 +239,14 @@ def test_servers_without_grpc_placements_do_not_load_grpc() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "False"
+
+
+def test_a_parameter_named_like_a_model_method_builds_its_spec_quietly() -> None:
+    # TypesRegistryApi.register takes ``validate``: pydantic would warn that it shadows
+    # BaseModel.validate each time a server serves the contract to a module process.
+    from hyperspot.modules.types_registry.contract import TypesRegistryApi
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec = spec_of.__wrapped__(TypesRegistryApi)
+    assert "validate" in spec.methods["register"].params

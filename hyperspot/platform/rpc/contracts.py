@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -169,11 +170,15 @@ def _method_spec(protocol: type, name: str, function: Callable[..., Any]) -> Met
         fields[parameter.name] = (annotation, default)
     if "return" not in hints:
         raise ContractError(f"{where}: the return type must be annotated")
-    args_model = create_model(
-        f"{protocol.__name__}_{name}_args",
-        __config__=ConfigDict(extra="forbid"),
-        **fields,
-    )
+    with warnings.catch_warnings():
+        # A parameter named like a BaseModel method (TypesRegistryApi.register's ``validate``)
+        # shadows it; these models only carry arguments, so pydantic's warning says nothing.
+        warnings.filterwarnings("ignore", message="Field name .* shadows an attribute")
+        args_model = create_model(
+            f"{protocol.__name__}_{name}_args",
+            __config__=ConfigDict(extra="forbid"),
+            **fields,
+        )
     return MethodSpec(
         name=name,
         security_param=security_param,
